@@ -1,0 +1,1 @@
+"""Data: TFDS builders and the tf.data input pipeline."""

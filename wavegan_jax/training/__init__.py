@@ -1,0 +1,1 @@
+"""Training: train state, data-parallel steps, checkpoints and stage runners."""
