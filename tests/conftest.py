@@ -20,3 +20,91 @@ def manual_dir() -> pathlib.Path:
   if not (path / "fsdd" / "recordings").is_dir():
     pytest.fail(f"FSDD copy not found under {path}; set WAVEGAN_MANUAL_DIR")
   return path
+
+
+# --- Data-layer fixtures: media files the tests write themselves. ---
+
+
+class MediaFactory:
+  """Writes small audio/video files (good and broken) into a folder."""
+
+  def __init__(self, folder: pathlib.Path):
+    self.folder = folder
+
+  def path(self, name: str) -> pathlib.Path:
+    path = self.folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+  def tone(self, num_samples: int, rate: int = 8000, channels: int = 1,
+           amplitude: float = 0.3):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    phase = np.arange(num_samples)[:, None] * 2 * np.pi * 440 / rate
+    return (amplitude * np.sin(phase * np.arange(1, channels + 1))).astype(
+        np.float32)
+
+  def wav(self, name: str, samples, rate: int = 8000,
+          subtype: str = "PCM_16") -> pathlib.Path:
+    import soundfile  # pylint: disable=g-import-not-at-top
+    path = self.path(name)
+    soundfile.write(str(path), samples, rate, subtype=subtype,
+                    format="WAV" if path.suffix == ".wav" else None)
+    return path
+
+  def raw(self, name: str, data: bytes) -> pathlib.Path:
+    path = self.path(name)
+    path.write_bytes(data)
+    return path
+
+  def video(self, name: str, num_frames: int = 30, fps: int = 25,
+            size: int = 32, audio_rate: int | None = 8000,
+            audio_seconds: float | None = None) -> pathlib.Path:
+    """An mpeg4 video whose frame i is filled with 8*i, with AAC audio."""
+    import av  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    path = self.path(name)
+    with av.open(str(path), "w") as container:
+      stream = container.add_stream("mpeg4", rate=fps)
+      stream.width = stream.height = size
+      stream.pix_fmt = "yuv420p"
+      if audio_rate:
+        audio_stream = container.add_stream("aac", rate=audio_rate)
+        audio_stream.layout = "mono"
+      for i in range(num_frames):
+        image = np.full((size, size, 3), (8 * i) % 256, np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        for packet in stream.encode(frame):
+          container.mux(packet)
+      for packet in stream.encode():
+        container.mux(packet)
+      if audio_rate:
+        seconds = audio_seconds or num_frames / fps
+        samples = self.tone(int(audio_rate * seconds), audio_rate)
+        frame = av.AudioFrame.from_ndarray(samples.T.copy(), format="flt",
+                                           layout="mono")
+        frame.sample_rate = audio_rate
+        for packet in audio_stream.encode(frame):
+          container.mux(packet)
+        for packet in audio_stream.encode(None):
+          container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def make_media(tmp_path) -> MediaFactory:
+  return MediaFactory(tmp_path / "media")
+
+
+@pytest.fixture(scope="session")
+def av_digits_data_dir(manual_dir, tmp_path_factory) -> pathlib.Path:
+  """A TFDS data dir holding av_digits/default, built once per session.
+
+  $WAVEGAN_TEST_DATA_DIR, when set, is used (and filled if needed) instead of
+  a fresh temporary folder.
+  """
+  from wavegan_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  env = os.environ.get("WAVEGAN_TEST_DATA_DIR")
+  data_dir = pathlib.Path(env) if env else tmp_path_factory.mktemp("tfds")
+  pipeline.prepare_dataset("av_digits", data_dir=str(data_dir),
+                           manual_dir=str(manual_dir))
+  return data_dir

@@ -4,6 +4,11 @@ Importing the package registers the TFDS builders (`av_digits`, `av_folder`,
 `audio_folder`) so that `tfds.builder(name)` finds them.
 """
 
+import os
+
+# TensorFlow only reads data here; its C++ start-up chatter is noise.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from wavegan_jax import data  # pylint: disable=unused-import  # registers builders
 
 __version__ = "0.1.0"

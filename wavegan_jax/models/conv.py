@@ -9,27 +9,235 @@ API (kept stable for the other modules):
   'SAME' padding: Conv1D gives ceil(length / stride) outputs, ConvTranspose1D
   gives length * stride outputs, as TensorFlow's conv1d / conv1d_transpose.
 
-TEMPORARY: the reference lax formulation; the fast one replaces it.
+Why a fast formulation: XLA:CPU lowers transposed convolutions, and the input
+gradient of strided convolutions, to a very slow path at short lengths and
+wide channels (seconds per WaveGAN layer). Here every strided operation is
+rewritten as a stride-1 convolution over a polyphase (space-to-depth)
+reshaping of the signal, with the kernel rearranged to match:
+
+  * conv1d with stride s: the padded input [B, s*P, C] is viewed as
+    [B, P, s*C] (s phases side by side in the channels) and convolved at
+    stride 1 with a kernel of ceil(K/s) taps, [ceil(K/s), s*C, Cout].
+  * conv_transpose1d with stride s: output phase r (samples s*q + r) only
+    sees kernel taps of one residue class modulo s, so all s phases come
+    from ONE stride-1 convolution of the un-upsampled input with a kernel
+    [T, Cin, s*Cout] (T about ceil(K/s) taps); the phases then interleave.
+
+The forward pass and both autodiff gradients are then stride-1 convolutions
+(plus pads, reshapes and a small kernel gather), which XLA:CPU runs fast.
+The result equals `jax.lax.conv_general_dilated` / `jax.lax.conv_transpose`
+with the same padding string, up to float rounding; the reference forms are
+kept as `conv1d_reference` / `conv_transpose1d_reference` and selectable with
+`impl='reference'`.
 """
 
+import math
 from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+_DIMENSION_NUMBERS = ("NWC", "WIO", "NWC")
+IMPLEMENTATIONS = ("fast", "reference")
+
+
+def _check_args(x, kernel, stride, padding, name):
+  """Validates shapes and options; returns the upper-case padding string."""
+  if x.ndim != 3:
+    raise ValueError(f"{name}: x must be [batch, length, channels], got shape "
+                     f"{x.shape}")
+  if kernel.ndim != 3:
+    raise ValueError(f"{name}: kernel must be [kernel_size, in_channels, "
+                     f"out_channels], got shape {kernel.shape}")
+  if x.shape[-1] != kernel.shape[1]:
+    raise ValueError(f"{name}: x has {x.shape[-1]} channels but kernel "
+                     f"expects {kernel.shape[1]} (kernel shape {kernel.shape})")
+  if not isinstance(stride, (int, np.integer)) or stride < 1:
+    raise ValueError(f"{name}: stride must be a positive int, got {stride!r}")
+  if not isinstance(padding, str) or padding.upper() not in ("SAME", "VALID"):
+    raise ValueError(f"{name}: padding must be 'SAME' or 'VALID', got "
+                     f"{padding!r}")
+  return padding.upper()
+
+
+def _conv_stride1(x, kernel):
+  """Stride-1 VALID correlation: [B, L, Ci] x [T, Ci, Co] -> [B, L-T+1, Co]."""
+  return jax.lax.conv_general_dilated(
+      x, kernel, (1,), "VALID", dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _pad_or_crop(x, left, right):
+  """Pads (positive) or crops (negative) axis 1 of x with zeros."""
+  if left < 0:
+    x = x[:, -left:]
+    left = 0
+  if right < 0:
+    x = x[:, :x.shape[1] + right]
+    right = 0
+  if left or right:
+    x = jnp.pad(x, ((0, 0), (left, right), (0, 0)))
+  return x
+
+
+def _gather_taps(kernel, index):
+  """kernel[index] with index == kernel_size meaning a zero tap."""
+  zero_tap = jnp.zeros((1,) + kernel.shape[1:], kernel.dtype)
+  return jnp.concatenate([kernel, zero_tap], axis=0)[index]
+
+
+def conv1d_reference(x, kernel, stride=1, padding="SAME"):
+  """The plain lax strided convolution (slow gradients on XLA:CPU).
+
+  Args:
+    x: [batch, length, in_channels].
+    kernel: [kernel_size, in_channels, out_channels].
+    stride: int.
+    padding: 'SAME' or 'VALID'.
+
+  Returns:
+    [batch, out_length, out_channels].
+  """
+  padding = _check_args(x, kernel, stride, padding, "conv1d_reference")
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride,), padding, dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def conv_transpose1d_reference(x, kernel, stride=1, padding="SAME"):
+  """The plain `jax.lax.conv_transpose` (slow on XLA:CPU).
+
+  Args:
+    x: [batch, length, in_channels].
+    kernel: [kernel_size, in_channels, out_channels].
+    stride: int.
+    padding: 'SAME' (length * stride outputs) or 'VALID'.
+
+  Returns:
+    [batch, out_length, out_channels].
+  """
+  padding = _check_args(x, kernel, stride, padding,
+                        "conv_transpose1d_reference")
+  return jax.lax.conv_transpose(
+      x, kernel, (stride,), padding, dimension_numbers=_DIMENSION_NUMBERS)
 
 
 def conv1d(x, kernel, stride=1, padding="SAME"):
-  return jax.lax.conv_general_dilated(
-      x, kernel, (stride,), padding, dimension_numbers=("NWC", "WIO", "NWC"))
+  """Strided 1-D convolution as a stride-1 convolution over space-to-depth.
+
+  Equals `jax.lax.conv_general_dilated(x, kernel, (stride,), padding)` with
+  NWC / WIO / NWC layouts.
+
+  Args:
+    x: [batch, length, in_channels].
+    kernel: [kernel_size, in_channels, out_channels].
+    stride: int.
+    padding: 'SAME' (ceil(length / stride) outputs) or 'VALID'
+      (floor((length - kernel_size) / stride) + 1 outputs).
+
+  Returns:
+    [batch, out_length, out_channels].
+  """
+  padding = _check_args(x, kernel, stride, padding, "conv1d")
+  length, in_channels = x.shape[1], x.shape[2]
+  size, _, out_channels = kernel.shape
+  if padding == "SAME":
+    out_length = -(-length // stride)
+    pad_total = max((out_length - 1) * stride + size - length, 0)
+    pad_left = pad_total // 2
+  else:
+    out_length = (length - size) // stride + 1
+    pad_left = 0
+  if out_length <= 0:
+    raise ValueError(f"conv1d: input length {length} is shorter than the "
+                     f"kernel ({size}) with 'VALID' padding")
+  if stride == 1:
+    return _conv_stride1(
+        _pad_or_crop(x, pad_left, out_length + size - 1 - length - pad_left),
+        kernel)
+  taps = -(-size // stride)
+  # Input samples s*p + r for p < out_length + taps - 1: a whole number of
+  # phases; anything past the last window is cropped, missing ends are zeros.
+  span = stride * (out_length + taps - 1)
+  x = _pad_or_crop(x, pad_left, span - length - pad_left)
+  x = x.reshape(x.shape[0], out_length + taps - 1, stride * in_channels)
+  # Tap j = s*m + r of the kernel moves to tap m, channel block r.
+  index = np.arange(taps * stride)
+  index[index >= size] = size
+  kernel = _gather_taps(kernel, index).reshape(
+      taps, stride * in_channels, out_channels)
+  return _conv_stride1(x, kernel)
+
+
+def _transpose_padding(size, stride, padding):
+  """Left padding and output length of `lax.conv_transpose` (kernel size)."""
+  if padding == "SAME":
+    pad_total = size + stride - 2
+    pad_left = size - 1 if stride > size - 1 else math.ceil(pad_total / 2)
+  else:
+    pad_total = size + stride - 2 + max(size - stride, 0)
+    pad_left = size - 1
+  return pad_left, pad_total
 
 
 def conv_transpose1d(x, kernel, stride=1, padding="SAME"):
-  return jax.lax.conv_transpose(
-      x, kernel, (stride,), padding, dimension_numbers=("NWC", "WIO", "NWC"))
+  """Transposed 1-D convolution as one stride-1 polyphase convolution.
+
+  Equals `jax.lax.conv_transpose(x, kernel, (stride,), padding)` with NWC /
+  WIO / NWC layouts (the kernel is not flipped: transpose_kernel=False).
+  With zero-upsampled input u (u[s*i] = x[i]) and left padding a, output
+  sample o = s*q + r is sum_j kernel[j] u[o + j - a]: only taps j with
+  j = a - r (mod s) contribute, reading x[q + (r + j - a) / s]. Each phase
+  r is thus a short correlation of x itself; stacking the s phase kernels
+  along the output channels gives one convolution.
+
+  Args:
+    x: [batch, length, in_channels].
+    kernel: [kernel_size, in_channels, out_channels].
+    stride: int.
+    padding: 'SAME' (length * stride outputs) or 'VALID'
+      (length * stride + max(kernel_size - stride, 0) outputs).
+
+  Returns:
+    [batch, out_length, out_channels].
+  """
+  padding = _check_args(x, kernel, stride, padding, "conv_transpose1d")
+  batch, length = x.shape[0], x.shape[1]
+  size, in_channels, out_channels = kernel.shape
+  pad_left, pad_total = _transpose_padding(size, stride, padding)
+  out_length = (length - 1) * stride + 1 + pad_total - size + 1
+  phase_length = -(-out_length // stride)
+  # Phase r: first tap c_r = (a - r) mod s reads x[q + e_r], e_r integer.
+  first_tap = [(pad_left - r) % stride for r in range(stride)]
+  offset = [(r + first_tap[r] - pad_left) // stride for r in range(stride)]
+  start = min(offset)
+  taps = max(offset[r] - start + -(-(size - first_tap[r]) // stride)
+             for r in range(stride))
+  # Combined kernel tap t of phase r is original tap s*(t - shift_r) + c_r.
+  index = np.full((taps, stride), size)
+  for r in range(stride):
+    for t in range(taps):
+      j = stride * (t - (offset[r] - start)) + first_tap[r]
+      if 0 <= j < size:
+        index[t, r] = j
+  kernel = _gather_taps(kernel, index)  # [taps, s, Cin, Cout]
+  kernel = kernel.transpose(0, 2, 1, 3).reshape(
+      taps, in_channels, stride * out_channels)
+  # x[q + start + t] for q < phase_length, t < taps; zeros off the ends.
+  x = _pad_or_crop(x, -start, phase_length + taps - 1 + start - length)
+  y = _conv_stride1(x, kernel)  # [B, phase_length, s*Cout]
+  y = y.reshape(batch, phase_length * stride, out_channels)
+  return y[:, :out_length]
+
+
+def _select(impl, fast, reference):
+  if impl not in IMPLEMENTATIONS:
+    raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+  return fast if impl == "fast" else reference
 
 
 class Conv1D(nn.Module):
+  """1-D convolution layer; params `kernel` [K, Cin, Cout] and `bias`."""
   features: int
   kernel_size: int
   stride: int = 1
@@ -37,18 +245,21 @@ class Conv1D(nn.Module):
   use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros
+  impl: str = "fast"
 
   @nn.compact
   def __call__(self, x):
+    conv = _select(self.impl, conv1d, conv1d_reference)
     kernel = self.param("kernel", self.kernel_init,
                         (self.kernel_size, x.shape[-1], self.features))
-    y = conv1d(x, kernel.astype(x.dtype), self.stride, self.padding)
+    y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,))
     return y
 
 
 class ConvTranspose1D(nn.Module):
+  """Transposed 1-D convolution; params `kernel` [K, Cin, Cout], `bias`."""
   features: int
   kernel_size: int
   stride: int = 1
@@ -56,12 +267,14 @@ class ConvTranspose1D(nn.Module):
   use_bias: bool = True
   kernel_init: Callable = nn.initializers.lecun_normal()
   bias_init: Callable = nn.initializers.zeros
+  impl: str = "fast"
 
   @nn.compact
   def __call__(self, x):
+    conv = _select(self.impl, conv_transpose1d, conv_transpose1d_reference)
     kernel = self.param("kernel", self.kernel_init,
                         (self.kernel_size, x.shape[-1], self.features))
-    y = conv_transpose1d(x, kernel.astype(x.dtype), self.stride, self.padding)
+    y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
     if self.use_bias:
       y = y + self.param("bias", self.bias_init, (self.features,))
     return y

@@ -1,0 +1,105 @@
+r"""AV-digits: video of a handwritten digit + a reference voice -> the spoken digit.
+
+Three stages (DESIGN.md): acoustic autoencoder, visual autoencoder, then the
+generator with its discriminator, encoders frozen (strategy 'separate').
+
+Variants (`--config=experiments/av_digits.py:VARIANT`):
+  tiny:    minutes-small models and a handful of steps, for tests.
+  quick:   a few minutes on 2 CPU cores, to look at the whole pipeline.
+  default: (no argument) the full CPU run.
+
+Run:
+  python launch/train.py --config=experiments/av_digits.py \
+      --workdir=workdirs/av_digits
+"""
+
+import ml_collections
+
+
+def _base_config():
+  """The default (full CPU) configuration."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.strategy = "separate"  # or 'joint': encoders fine-tuned in stage 3.
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "av_digits"
+  config.data.data_dir = ml_collections.FieldReference(None, field_type=str)
+  config.data.manual_dir = ml_collections.FieldReference(None, field_type=str)
+  config.data.sample_rate = 8000
+  config.data.num_samples = 8192
+  config.data.num_frames = 32
+  config.data.frame_size = 32
+
+  # Defaults for every stage; a stage's own `train` block overrides any key.
+  config.train = ml_collections.ConfigDict()
+  config.train.num_steps = 2000
+  config.train.batch_size = 16
+  config.train.learning_rate = 1e-3
+  config.train.b1 = 0.9
+  config.train.b2 = 0.999
+  config.train.weight_decay = 0.0
+  config.train.grad_clip_norm = 1.0
+  config.train.log_every = 50
+  config.train.checkpoint_every = 500
+  config.train.keep_checkpoints = 2
+
+  config.acoustic = ml_collections.ConfigDict()
+  config.acoustic.model = dict(
+      frontend="logmel", hop_length=256, n_fft=1024, num_mels=64,
+      lstm_features=128, context_features=64, style_features=64,
+      num_lstm_layers=1)
+  config.acoustic.train = dict(num_steps=1500)
+  config.acoustic.loss_weights = dict(feature_mse=1.0)
+
+  config.visual = ml_collections.ConfigDict()
+  config.visual.model = dict(conv_features=(16, 32, 64), lstm_features=128,
+                             context_features=64)
+  config.visual.train = dict(num_steps=1500)
+  config.visual.loss_weights = dict(feature_mse=0.1, frame_mse=1.0)
+
+  config.generator = ml_collections.ConfigDict()
+  config.generator.model = dict(
+      fusion="lstm", lstm_features=256, num_heads=4, decoder="conv",
+      decoder_channels=256, kernel_len=25, noise_features=16)
+  config.generator.discriminator = dict(kind="wavegan", dim=16,
+                                        phaseshuffle_rad=2, condition=True)
+  config.generator.adversarial = dict(loss="hinge", d_steps=1,
+                                      gp_weight=10.0, d_learning_rate=1e-4,
+                                      d_b1=0.5, d_b2=0.9)
+  config.generator.train = dict(num_steps=6000, learning_rate=3e-4)
+  config.generator.loss_weights = dict(
+      waveform_mse=0.0, stft=1.0, adversarial=0.1, feature_matching=1.0,
+      weight_decay=0.0)
+  return config
+
+
+def get_config(arg=None):
+  """Returns the locked config for the variant named by `arg`."""
+  config = _base_config()
+  variant = arg or "default"
+  if variant == "quick":
+    config.acoustic.train.num_steps = 150
+    config.visual.train.num_steps = 150
+    config.generator.train.num_steps = 300
+    config.train.log_every = 25
+    config.train.checkpoint_every = 100
+  elif variant == "tiny":
+    config.train.batch_size = 4
+    config.train.log_every = 2
+    config.train.checkpoint_every = 4
+    config.acoustic.model.update(lstm_features=16, context_features=8,
+                                 style_features=8, num_mels=16)
+    config.acoustic.train.num_steps = 6
+    config.visual.model.update(conv_features=(4, 8), lstm_features=16,
+                               context_features=8)
+    config.visual.train.num_steps = 6
+    config.generator.model.update(lstm_features=16, num_heads=2,
+                                  decoder_channels=16, noise_features=4)
+    config.generator.discriminator.dim = 2
+    config.generator.train.num_steps = 6
+  elif variant != "default":
+    raise ValueError(f"Unknown av_digits variant {variant!r}; "
+                     "expected 'tiny', 'quick' or none.")
+  config.variant = variant
+  return config.lock()

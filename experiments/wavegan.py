@@ -1,0 +1,69 @@
+r"""The original, unconditional WaveGAN (Donahue et al., ICLR 2019).
+
+Variants (`--config=experiments/wavegan.py:VARIANT`):
+  default: (no argument) FSDD spoken digits at 8 kHz, 8192-sample slices,
+           sized to train on a 2-core CPU.
+  paper:   the paper's setup: d=64, 16384 samples at 16 kHz, WGAN-GP with 5
+           critic steps, Adam 1e-4 (0.5, 0.9), batch 64.
+  tiny:    small widths and a few steps, for tests.
+
+Run:
+  python launch/train.py --config=experiments/wavegan.py \
+      --workdir=workdirs/wavegan
+"""
+
+import ml_collections
+
+
+def get_config(arg=None):
+  """Returns the locked config for the variant named by `arg`."""
+  variant = arg or "default"
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # The audio_folder builder over the FSDD recordings, FSDD's official split.
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "audio_folder"
+  config.data.data_dir = ml_collections.FieldReference(None, field_type=str)
+  config.data.manual_dir = ml_collections.FieldReference(None, field_type=str)
+  config.data.folder = "fsdd/recordings"  # Relative to the manual dir.
+  config.data.builder_kwargs = dict(
+      sample_rate=8000, num_channels=1, slice_len=8192, first_slice_only=True,
+      pad_end=True, normalize=True, split_by="fsdd_takes")
+
+  config.train = ml_collections.ConfigDict()
+  config.train.num_steps = 3000
+  config.train.batch_size = 32
+  config.train.learning_rate = 1e-4
+  config.train.b1 = 0.5
+  config.train.b2 = 0.9
+  config.train.log_every = 50
+  config.train.checkpoint_every = 500
+  config.train.keep_checkpoints = 2
+
+  config.wavegan = ml_collections.ConfigDict()
+  config.wavegan.model = dict(dim=32, kernel_len=25, upsample="zeros",
+                              post_proc_filter_len=0)
+  config.wavegan.discriminator = dict(dim=32, phaseshuffle_rad=2)
+  config.wavegan.latent_dim = 100
+  config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=5, gp_weight=10.0)
+  config.wavegan.train = {}
+
+  if variant == "paper":
+    config.data.builder_kwargs.update(sample_rate=16000, slice_len=16384)
+    config.train.batch_size = 64
+    config.train.num_steps = 100_000
+    config.wavegan.model.dim = 64
+    config.wavegan.discriminator.dim = 64
+  elif variant == "tiny":
+    config.train.batch_size = 10
+    config.train.num_steps = 4
+    config.train.log_every = 2
+    config.train.checkpoint_every = 2
+    config.wavegan.model.dim = 2
+    config.wavegan.discriminator.dim = 2
+  elif variant != "default":
+    raise ValueError(f"Unknown wavegan variant {variant!r}; expected "
+                     "'paper', 'tiny' or none.")
+  config.variant = variant
+  return config.lock()

@@ -1,0 +1,152 @@
+"""Tests for wavegan_jax.models.conv: the fast forms equal the lax reference."""
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wavegan_jax.models import conv
+
+# (length, in_channels, out_channels, kernel_size, stride): WaveGAN's K=25,
+# stride 4 at short and odd lengths, kernels shorter than / equal to / not a
+# multiple of the stride, stride 1 and 2 (the 32768 generator's last layer).
+CASES = [
+    (16, 6, 5, 25, 4),
+    (33, 3, 4, 25, 4),
+    (7, 2, 3, 25, 4),
+    (9, 3, 2, 3, 4),
+    (10, 2, 3, 4, 4),
+    (11, 3, 2, 5, 2),
+    (13, 2, 2, 25, 2),
+    (17, 3, 3, 7, 3),
+    (15, 3, 2, 6, 1),
+    (31, 2, 2, 8, 8),
+]
+
+
+def _relative_error(actual, expected):
+  actual, expected = np.asarray(actual), np.asarray(expected)
+  scale = max(float(np.max(np.abs(expected))), 1e-30)
+  return float(np.max(np.abs(actual - expected))) / scale
+
+
+def _value_and_grads(fn, x, kernel, stride, padding, cotangent_seed):
+  """Output and (d/dx, d/dkernel) of <fn(x, kernel), random cotangent>."""
+  out_shape = jax.eval_shape(
+      lambda a, b: fn(a, b, stride, padding), x, kernel).shape
+  cotangent = np.random.default_rng(cotangent_seed).standard_normal(
+      out_shape).astype(np.float32)
+
+  @jax.jit
+  def value_and_grads(x, kernel, cotangent):
+    y, vjp = jax.vjp(lambda a, b: fn(a, b, stride, padding), x, kernel)
+    return (y,) + vjp(cotangent)
+  return value_and_grads(x, kernel, cotangent)
+
+
+def _random_inputs(length, in_channels, out_channels, size, seed):
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((2, length, in_channels)).astype(np.float32)
+  kernel = rng.standard_normal(
+      (size, in_channels, out_channels)).astype(np.float32)
+  return x, kernel
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("case", CASES)
+def test_conv_transpose1d_matches_reference(case, padding):
+  length, cin, cout, size, stride = case
+  x, kernel = _random_inputs(length, cin, cout, size, seed=0)
+  fast = _value_and_grads(conv.conv_transpose1d, x, kernel, stride, padding,
+                          cotangent_seed=1)
+  ref = _value_and_grads(conv.conv_transpose1d_reference, x, kernel, stride,
+                         padding, cotangent_seed=1)
+  for name, a, b in zip(("value", "grad_x", "grad_kernel"), fast, ref):
+    assert a.shape == b.shape, name
+    assert _relative_error(a, b) < 1e-5, name
+  if padding == "SAME":
+    assert fast[0].shape == (2, length * stride, cout)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("case", CASES)
+def test_conv1d_matches_reference(case, padding):
+  length, cin, cout, size, stride = case
+  length = length * stride + 1  # Longer inputs for the downsampling side.
+  x, kernel = _random_inputs(length, cin, cout, size, seed=3)
+  fast = _value_and_grads(conv.conv1d, x, kernel, stride, padding,
+                          cotangent_seed=2)
+  ref = _value_and_grads(conv.conv1d_reference, x, kernel, stride, padding,
+                         cotangent_seed=2)
+  for name, a, b in zip(("value", "grad_x", "grad_kernel"), fast, ref):
+    assert a.shape == b.shape, name
+    assert _relative_error(a, b) < 1e-5, name
+  if padding == "SAME":
+    assert fast[0].shape == (2, -(-length // stride), cout)
+
+
+def test_conv1d_input_shorter_than_stride_same_padding():
+  x, kernel = _random_inputs(3, 2, 2, 25, seed=4)
+  np.testing.assert_allclose(conv.conv1d(x, kernel, 4, "SAME"),
+                             conv.conv1d_reference(x, kernel, 4, "SAME"),
+                             rtol=1e-5, atol=1e-5)
+
+
+def _conv_strides(jaxpr):
+  """(window_strides, lhs_dilation) of every convolution in a jaxpr."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      found.append((tuple(eqn.params["window_strides"]),
+                    tuple(eqn.params["lhs_dilation"])))
+    for param in eqn.params.values():
+      if isinstance(param, jax.extend.core.ClosedJaxpr):
+        found.extend(_conv_strides(param.jaxpr))
+      elif isinstance(param, jax.extend.core.Jaxpr):
+        found.extend(_conv_strides(param))
+  return found
+
+
+@pytest.mark.parametrize("fn", [conv.conv1d, conv.conv_transpose1d])
+def test_fast_forward_and_gradients_are_stride1_convolutions(fn):
+  x, kernel = _random_inputs(16, 4, 4, 25, seed=5)
+  loss = lambda a, b: jnp.sum(fn(a, b, 4, "SAME") ** 2)
+  jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(x, kernel).jaxpr
+  strides = _conv_strides(jaxpr)
+  assert len(strides) == 3  # forward, input gradient, kernel gradient
+  assert set(strides) == {((1,), (1,))}
+
+
+def test_modules_share_parameters_across_implementations():
+  x = jax.random.normal(jax.random.key(6), (2, 40, 3))
+  for module_cls in (conv.Conv1D, conv.ConvTranspose1D):
+    fast = module_cls(5, 25, 4, impl="fast")
+    reference = module_cls(5, 25, 4, impl="reference")
+    params = fast.init(jax.random.key(7), x)
+    assert params["params"]["kernel"].shape == (25, 3, 5)
+    assert params["params"]["bias"].shape == (5,)
+    assert (jax.tree_util.tree_structure(params)
+            == jax.tree_util.tree_structure(reference.init(
+                jax.random.key(7), x)))
+    y_fast = fast.apply(params, x)
+    y_reference = reference.apply(params, x)
+    assert _relative_error(y_fast, y_reference) < 1e-5
+
+
+def test_bad_arguments_raise_clear_errors():
+  x, kernel = _random_inputs(8, 2, 3, 5, seed=8)
+  with pytest.raises(ValueError, match="padding must be 'SAME' or 'VALID', "
+                     "got 'FULL'"):
+    conv.conv1d(x, kernel, 2, "FULL")
+  with pytest.raises(ValueError, match="x has 3 channels but kernel expects 2"):
+    conv.conv_transpose1d(jnp.zeros((1, 8, 3)), kernel, 2)
+  with pytest.raises(ValueError,
+                     match=r"x must be \[batch, length, channels\]"):
+    conv.conv1d(jnp.zeros((8, 2)), kernel, 2)
+  with pytest.raises(ValueError, match="stride must be a positive int, got 0"):
+    conv.conv1d(x, kernel, 0)
+  with pytest.raises(ValueError, match="shorter than the kernel"):
+    conv.conv1d(jnp.zeros((1, 3, 2)), kernel, 1, "VALID")
+  with pytest.raises(ValueError, match="impl must be one of"):
+    conv.Conv1D(3, 5, impl="slow").init(jax.random.key(0), x)

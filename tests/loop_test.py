@@ -1,0 +1,174 @@
+"""Tests for wavegan_jax.training.loop: training, logging, resume, NaN stop.
+
+The toy stage (tests/toy_model.py, tests/toy_train_main.py) is a tiny MLP
+regression on deterministic per-step batches.
+"""
+
+import glob
+import json
+import os
+import signal
+import threading
+import time
+
+import jax
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from wavegan_jax.training import checkpointing
+from wavegan_jax.training import loop
+
+import toy_model
+import toy_train_main
+
+NUM_STEPS = 40
+
+
+def _signal_after_first_checkpoint(process, workdir, signum, delay,
+                                   timeout=150):
+  """Sends `signum` `delay` s after the first checkpoint is complete."""
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  deadline = time.time() + timeout
+  while process.poll() is None and time.time() < deadline:
+    if os.path.isdir(checkpoints) and any(
+        name.isdigit() for name in os.listdir(checkpoints)):
+      time.sleep(delay)
+      process.send_signal(signum)
+      return
+    time.sleep(0.02)
+
+
+@pytest.fixture(scope='module')
+def killed_runs(tmp_path_factory):
+  """Runs to SIGKILL and SIGTERM, started first so that start-ups overlap.
+
+  Both sleep 0.1 s per step; a watcher thread signals each one soon after
+  its first checkpoint (step 10). Returns {name: (workdir, process, log)}.
+  """
+  runs, watchers = {}, []
+  for name, signum, delay in (('sigkill', signal.SIGKILL, 0.0),
+                              ('sigterm', signal.SIGTERM, 0.35)):
+    workdir = str(tmp_path_factory.mktemp(name))
+    log_path = os.path.join(workdir, 'output.log')
+    process = toy_model.start_script(
+        'toy_train_main.py', f'--workdir={workdir}', '--num_steps=1000',
+        '--step_sleep=0.1', log_path=log_path)
+    runs[name] = (workdir, process, log_path)
+    watchers.append(threading.Thread(
+        target=_signal_after_first_checkpoint,
+        args=(process, workdir, signum, delay), daemon=True))
+    watchers[-1].start()
+  yield runs
+  for _, process, _ in runs.values():
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory, killed_runs):
+  """An uninterrupted 40-step run: (workdir, final state, last metrics)."""
+  del killed_runs  # Only started first.
+  workdir = str(tmp_path_factory.mktemp('uninterrupted'))
+  state, metrics = toy_train_main.train(workdir, NUM_STEPS,
+                                        summary_fn=_summary_fn)
+  return workdir, state, metrics
+
+
+def _summary_fn(state, step):
+  """A sine as 'audio' and the first kernel as an 'image'."""
+  kernel = np.asarray(state['params']['mlp']['dense1']['kernel'])
+  return {'audio': {'sine': np.sin(np.arange(800) * 0.1 * step).reshape(
+              1, 800, 1).astype(np.float32)},
+          'images': {'kernel': kernel[None, :, :, None]},
+          'sample_rate': 8000}
+
+
+def test_loss_falls_and_metrics_are_logged(uninterrupted):
+  workdir, state, metrics = uninterrupted
+  assert int(state['step']) == NUM_STEPS
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  assert [r['step'] for r in records] == [5, 10, 15, 20, 25, 30, 35, 40]
+  assert all(sorted(r) == ['examples_per_second', 'grad_norm',
+                           'learning_rate', 'loss', 'step',
+                           'steps_per_second'] for r in records)
+  assert records[-1]['loss'] < records[0]['loss'] / 4
+  assert records[-1]['learning_rate'] == pytest.approx(1e-2)
+  assert records[-1]['examples_per_second'] == pytest.approx(
+      16 * records[-1]['steps_per_second'])
+  assert metrics == {k: records[-1][k]
+                     for k in ('grad_norm', 'learning_rate', 'loss')}
+  # TensorBoard got the namespaced scalars of every log step.
+  events = glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
+  assert len(events) == 1
+  loss_steps = [event.step for event in
+                tf.compat.v1.train.summary_iterator(events[0])
+                for value in event.summary.value
+                if value.tag == 'toy/train/loss']
+  assert loss_steps == [5, 10, 15, 20, 25, 30, 35, 40]
+  sample_tags = {value.tag for event in
+                 tf.compat.v1.train.summary_iterator(events[0])
+                 for value in event.summary.value
+                 if value.tag.startswith('toy/samples/')}
+  assert sample_tags == {'toy/samples/sine', 'toy/samples/kernel'}
+  # The final step was saved (checkpoints every 10, two kept).
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == [
+      '30', '40']
+
+
+def test_resume_after_sigkill_is_bit_identical(uninterrupted, killed_runs):
+  _, reference_state, reference_metrics = uninterrupted
+  workdir, process, log_path = killed_runs['sigkill']
+  output = toy_model.finish(process, log_path, timeout=150)
+  assert process.returncode == -signal.SIGKILL, output
+  killed_at = checkpointing.StageCheckpointer(
+      os.path.join(workdir, 'checkpoints')).latest_step()
+  assert 10 <= killed_at < NUM_STEPS
+
+  state, metrics = toy_train_main.train(workdir, NUM_STEPS)
+  assert metrics == reference_metrics
+  reference = toy_model.flat_params(reference_state)
+  resumed = toy_model.flat_params(state)
+  assert resumed.keys() == reference.keys()
+  for key in reference:
+    np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)
+  # Lines logged after the checkpoint by the killed run were dropped.
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    steps = [json.loads(line)['step'] for line in f]
+  assert steps == [5, 10, 15, 20, 25, 30, 35, 40]
+
+
+def test_sigterm_saves_a_restorable_checkpoint_and_exits_cleanly(
+    killed_runs):
+  workdir, process, log_path = killed_runs['sigterm']
+  output = toy_model.finish(process, log_path, timeout=150)
+  assert process.returncode == 128 + signal.SIGTERM, output
+  checkpointer = checkpointing.StageCheckpointer(
+      os.path.join(workdir, 'checkpoints'))
+  step = checkpointer.latest_step()
+  assert 10 < step < 1000
+  assert f'Stopped by signal 15 after saving step {step}; exit code 143.' in (
+      output)
+  abstract = jax.eval_shape(toy_model.init_state)
+  restored = checkpointer.restore(step, abstract)
+  assert int(restored['step']) == step
+  assert np.all(np.isfinite(restored['params']['mlp']['dense1']['kernel']))
+  checkpointer.close()
+
+
+def test_nan_stops_the_stage_and_is_never_checkpointed(tmp_path):
+  workdir = str(tmp_path)
+  with pytest.raises(loop.NonFiniteError,
+                     match=r'Stage toy: non-finite grad_norm, loss, is_finite '
+                     r'at step 14 \(.*nan.*\); nothing from this step on was '
+                     r'saved, the last checkpoint is step 10\.'):
+    toy_train_main.train(workdir, 30, log_every=5, checkpoint_every=5,
+                         nan_at_step=14)
+  checkpointer = checkpointing.StageCheckpointer(
+      os.path.join(workdir, 'checkpoints'))
+  assert checkpointer.manager.all_steps() == [5, 10]
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    assert [json.loads(line)['step'] for line in f] == [5, 10]
+  checkpointer.close()

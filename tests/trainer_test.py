@@ -1,0 +1,219 @@
+"""End-to-end tests of the stage trainers on the tiny AV-digits config."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import av_digits as av_digits_config
+from wavegan_jax.training import autoencoders
+from wavegan_jax.training import checkpointing
+from wavegan_jax.training import stage_runner
+from wavegan_jax.training import trainer
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides):
+  config = av_digits_config.get_config("tiny").unlock()
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
+  return config.lock()
+
+
+def load_export(workdir, stage):
+  return checkpointing.load_params(stage_runner.export_path(workdir, stage))
+
+
+def assert_trees_equal(a, b):
+  leaves_a, tree_a = jax.tree_util.tree_flatten(a)
+  leaves_b, tree_b = jax.tree_util.tree_flatten(b)
+  assert tree_a == tree_b
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(av_digits_data_dir, manual_dir, tmp_path_factory):
+  """All three stages of the tiny config, trained once for this module."""
+  workdir = tmp_path_factory.mktemp("tiny_run")
+  results = trainer.train_and_evaluate(
+      tiny_config(), str(workdir), manual_dir=str(manual_dir),
+      data_dir=str(av_digits_data_dir))
+  return workdir, results
+
+
+def test_tiny_run_writes_every_artifact(tiny_run):
+  workdir, results = tiny_run
+  assert set(results) == {"acoustic", "visual", "generator"}
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["variant"] == "tiny"
+  for stage in results:
+    stage_dir = workdir / stage
+    assert (stage_dir / "export").is_dir()
+    assert sorted(os.listdir(stage_dir / "checkpoints")) == ["4", "6"]
+    assert list(stage_dir.glob("events.out.tfevents.*"))
+    lines = [json.loads(line) for line in
+             (stage_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4, 6]
+    for key in ("loss", "grad_norm" if stage != "generator" else "g_grad_norm",
+                "learning_rate", "examples_per_second"):
+      assert all(np.isfinite(line[key]) for line in lines), key
+  generator_terms = json.loads(
+      (workdir / "generator" / "final_metrics.json").read_text())
+  for term in ("stft", "adversarial", "feature_matching", "d_loss"):
+    assert np.isfinite(generator_terms[term])
+
+
+def test_finished_stages_are_skipped(tiny_run, manual_dir, av_digits_data_dir,
+                                     capsys):
+  workdir, results = tiny_run
+  again = trainer.train_and_evaluate(
+      tiny_config(), str(workdir), manual_dir=str(manual_dir),
+      data_dir=str(av_digits_data_dir))
+  assert again == {stage: {"step": 6, **metrics}
+                   for stage, metrics in results.items()}
+  assert capsys.readouterr().out.count("already finished, skipped") == 3
+
+
+def test_separate_strategy_keeps_encoders_bit_identical(tiny_run):
+  workdir, _ = tiny_run
+  generator_export = load_export(workdir, "generator")
+  for encoder in ("acoustic", "visual"):
+    assert_trees_equal(generator_export[encoder],
+                       load_export(workdir, encoder))
+
+
+def test_joint_strategy_fine_tunes_encoders(tiny_run, manual_dir,
+                                            av_digits_data_dir, tmp_path):
+  workdir, _ = tiny_run
+  joint_dir = tmp_path / "joint"
+  for stage in ("acoustic", "visual"):
+    # Start from the same encoder exports as the separate run.
+    os.makedirs(joint_dir / stage)
+    (joint_dir / stage / "export").symlink_to(workdir / stage / "export")
+    (joint_dir / stage / stage_runner.FINAL_METRICS).write_text("{}")
+  trainer.train_and_evaluate(
+      tiny_config(strategy="joint"), str(joint_dir), stages=["generator"],
+      manual_dir=str(manual_dir), data_dir=str(av_digits_data_dir))
+  generator_export = load_export(joint_dir, "generator")
+  before = load_export(workdir, "acoustic")
+  changed = jax.tree_util.tree_map(
+      lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+      generator_export["acoustic"], before)
+  assert any(jax.tree_util.tree_leaves(changed))
+
+
+def test_mismatched_export_names_parameter_and_shapes(
+    tiny_run, manual_dir, av_digits_data_dir, tmp_path):
+  workdir, _ = tiny_run
+  bad_dir = tmp_path / "bad"
+  os.makedirs(bad_dir / "acoustic")
+  os.makedirs(bad_dir / "visual")
+  for stage in ("acoustic", "visual"):
+    (bad_dir / stage / "export").symlink_to(workdir / stage / "export")
+  config = tiny_config(**{"acoustic.model.context_features": 12})
+  with pytest.raises(trainer.UserFacingError) as error:
+    trainer.train_and_evaluate(config, str(bad_dir), stages=["generator"],
+                               manual_dir=str(manual_dir),
+                               data_dir=str(av_digits_data_dir))
+  message = str(error.value)
+  assert "acoustic" in message
+  assert "context_projection" in message
+  assert "(12,)" in message and "(8,)" in message
+
+
+def test_autoencoder_reconstruction_falls_on_a_fixed_batch(
+    av_digits_data_dir, manual_dir):
+  config = tiny_config()
+  # The visual features are learned (their target moves): the pixel term is
+  # the stage's reconstruction measure.
+  for stage, term in (("acoustic", "feature_mse"), ("visual", "frame_mse")):
+    spec = autoencoders.make_spec(config, stage, manual_dir=str(manual_dir),
+                                  data_dir=str(av_digits_data_dir))
+    batch = next(spec.make_batches(0))
+    state = spec.init_fn()
+    step = jax.jit(spec.step_fn)
+    values = []
+    for i in range(25):
+      state, metrics = step(state, batch, jax.random.PRNGKey(i))
+      values.append(float(metrics[term]))
+    assert values[-1] < 0.85 * values[0], (stage, values)
+
+
+def test_nan_in_batch_stops_with_step_and_term(av_digits_data_dir, manual_dir,
+                                               tmp_path, monkeypatch):
+  config = tiny_config(**{"train.checkpoint_every": 2})
+  make_spec = autoencoders.make_spec
+
+  def poisoned_spec(*args, **kwargs):
+    spec = make_spec(*args, **kwargs)
+    clean_batches = spec.make_batches
+
+    def make_batches(start_step):
+      for step, batch in enumerate(clean_batches(start_step), start_step):
+        if step == 3:
+          batch = dict(batch, target=np.full_like(batch["target"], np.nan))
+        yield batch
+    spec.make_batches = make_batches
+    return spec
+
+  monkeypatch.setattr(autoencoders, "make_spec", poisoned_spec)
+  with pytest.raises(trainer.UserFacingError) as error:
+    trainer.train_and_evaluate(config, str(tmp_path), stages=["acoustic"],
+                               manual_dir=str(manual_dir),
+                               data_dir=str(av_digits_data_dir))
+  assert "at step 3" in str(error.value)
+  assert "loss" in str(error.value)
+  # Step 4's checkpoint would hold the NaN's update: only step 2's was kept.
+  assert sorted(os.listdir(tmp_path / "acoustic" / "checkpoints")) == ["2"]
+
+
+def _train_command(workdir, data_dir, manual_dir):
+  return [sys.executable, str(REPO / "launch" / "train.py"),
+          "--config=" + str(REPO / "experiments" / "av_digits.py") + ":tiny",
+          f"--workdir={workdir}", "--stages=acoustic",
+          f"--data_dir={data_dir}", f"--manual_dir={manual_dir}",
+          "--config.acoustic.train.num_steps=40",
+          "--config.train.checkpoint_every=2"]
+
+
+def test_sigkill_then_resume_equals_uninterrupted(av_digits_data_dir,
+                                                  manual_dir, tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  straight = tmp_path / "straight"
+  subprocess.run(_train_command(straight, av_digits_data_dir, manual_dir),
+                 check=True, env=env, capture_output=True)
+
+  resumed = tmp_path / "resumed"
+  process = subprocess.Popen(
+      _train_command(resumed, av_digits_data_dir, manual_dir), env=env,
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  first_checkpoint = resumed / "acoustic" / "checkpoints" / "2"
+  deadline = time.time() + 240
+  while not (first_checkpoint / "commit_success.txt").exists():
+    assert process.poll() is None, "training ended before its checkpoint"
+    assert time.time() < deadline, "no checkpoint within 240 s"
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not (resumed / "acoustic" / stage_runner.FINAL_METRICS).exists()
+
+  subprocess.run(_train_command(resumed, av_digits_data_dir, manual_dir),
+                 check=True, env=env, capture_output=True)
+  assert_trees_equal(load_export(resumed, "acoustic"),
+                     load_export(straight, "acoustic"))
+  final = [json.loads((run / "acoustic" / stage_runner.FINAL_METRICS)
+                      .read_text()) for run in (straight, resumed)]
+  assert final[0] == final[1]

@@ -1,0 +1,167 @@
+"""Stage 2: the visual model (video frames -> per-frame context).
+
+Each frame [H, W, C] (scaled to [0, 1]) goes through a small 2-D CNN
+(3x3 conv + ReLU + 2x2 average pooling per level, then a dense layer and a
+parameter-free LayerNorm) to a unit-RMS frame feature vector; a
+bidirectional LSTM encoder over time gives a per-frame `context` [B, T, Dc]; an LSTM decoder reconstructs the frame
+features from the context, and a `render` head (nearest-neighbour 2x
+upsampling + 3x3 conv per level, linear out: a "deconv" without transposed
+convolutions, which XLA:CPU runs slowly and which leave checkerboards) turns
+the reconstructed features back into frames [B, T, H, W, C], trained towards
+[0, 1] (clip them for display). The output is linear, not a sigmoid: with
+mostly-black frames a sigmoid saturates at 0 early in training and the pixel
+gradient vanishes (observed at small widths).
+
+Why a pixel loss: the frame features are learned, so a loss on the features
+alone has a trivial minimum (constant features, reconstructed perfectly).
+The stage-2 loss should be
+
+  mean((reconstruction - stop_gradient(features)) ** 2)
+  + mean((frames - frames_to_unit(video)) ** 2),
+
+where the pixel term makes the features and the context carry the image.
+Gradients of the pixel term reach the CNN through encoder, decoder and
+render head.
+
+Parameter count (see `count_params`) at the defaults (32x32x1 frames,
+conv (16, 32, 64), frame features 128, LSTM 128, context 64): 856,897.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wavegan_jax.models import lstm
+
+
+def count_params(params) -> int:
+  """Total number of scalars in a parameter pytree."""
+  return int(sum(np.size(leaf) for leaf in jax.tree.leaves(params)))
+
+
+def frames_to_unit(video: jax.Array) -> jax.Array:
+  """Scales frames to float32 in [0, 1].
+
+  Args:
+    video: integer frames in [0, 255] (e.g. uint8) or float frames already
+      in [0, 1].
+
+  Returns:
+    float32 array shaped like `video`.
+  """
+  if jnp.issubdtype(video.dtype, jnp.integer):
+    return video.astype(jnp.float32) / 255.0
+  return video.astype(jnp.float32)
+
+
+class VisualModel(nn.Module):
+  """LSTM autoencoder over per-frame CNN features.
+
+  Attributes:
+    frame_size: frame height and width H = W (divisible by
+      2 ** len(conv_features)).
+    channels: colour channels C (1 for AV-digits).
+    conv_features: channels of each CNN level (each halves H and W).
+    frame_features: F, width of the per-frame feature vector.
+    lstm_features: hidden size of each LSTM direction.
+    context_features: Dc, width of the per-frame context.
+    num_lstm_layers: LSTM layers in the encoder and in the decoder.
+  """
+  frame_size: int = 32
+  channels: int = 1
+  conv_features: Sequence[int] = (16, 32, 64)
+  frame_features: int = 128
+  lstm_features: int = 128
+  context_features: int = 64
+  num_lstm_layers: int = 1
+
+  def setup(self):
+    levels = len(self.conv_features)
+    if self.frame_size % 2 ** levels:
+      raise ValueError(
+          f"frame_size={self.frame_size} is not divisible by 2 ** "
+          f"len(conv_features) = {2 ** levels}")
+    self.conv_layers = [nn.Conv(c, (3, 3)) for c in self.conv_features]
+    self.feature_projection = nn.Dense(self.frame_features)
+    self.feature_norm = nn.LayerNorm(use_bias=False, use_scale=False)
+    self.encoder_lstm = lstm.StackedLSTM(
+        self.lstm_features, self.num_lstm_layers, bidirectional=True)
+    self.context_projection = nn.Dense(self.context_features)
+    self.decoder_lstm = lstm.StackedLSTM(
+        self.lstm_features, self.num_lstm_layers, bidirectional=True)
+    self.output_projection = nn.Dense(self.frame_features)
+    bottom = self.frame_size // 2 ** levels
+    self.render_projection = nn.Dense(
+        bottom * bottom * self.conv_features[-1])
+    self.render_layers = [
+        nn.Conv(c, (3, 3)) for c in reversed(self.conv_features)]
+    self.render_output = nn.Conv(self.channels, (3, 3))
+
+  def _check_video(self, video: jax.Array):
+    expected = (self.frame_size, self.frame_size, self.channels)
+    if video.ndim != 5 or tuple(video.shape[2:]) != expected:
+      raise ValueError(
+          f"VisualModel expects video [batch, time, {expected[0]}, "
+          f"{expected[1]}, {expected[2]}], got shape {video.shape}")
+
+  def features(self, video: jax.Array) -> jax.Array:
+    """Per-frame CNN features, [B, T, H, W, C] -> [B, T, frame_features]."""
+    self._check_video(video)
+    batch, time = video.shape[:2]
+    x = frames_to_unit(video).reshape((batch * time,) + video.shape[2:])
+    for layer in self.conv_layers:
+      x = nn.avg_pool(nn.relu(layer(x)), (2, 2), strides=(2, 2))
+    x = self.feature_projection(x.reshape(batch * time, -1))
+    # Unit-RMS features: the feature-reconstruction loss has a fixed scale
+    # (the CNN cannot inflate it while the pixel loss trains it).
+    x = self.feature_norm(x)
+    return x.reshape(batch, time, -1)
+
+  def render(self, frame_features: jax.Array) -> jax.Array:
+    """Frames from frame features, [B, T, F] -> [B, T, H, W, C] (linear)."""
+    batch, time = frame_features.shape[:2]
+    bottom = self.frame_size // 2 ** len(self.conv_features)
+    x = nn.relu(self.render_projection(frame_features))
+    x = x.reshape(batch * time, bottom, bottom, -1)
+    for layer in self.render_layers:
+      x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+      x = nn.relu(layer(x))
+    x = self.render_output(x)  # Linear: see the module docstring.
+    return x.reshape((batch, time) + x.shape[1:])
+
+  def encode(self, video: jax.Array, train: bool = False) -> jax.Array:
+    """Per-frame context; call with `model.apply(params, v, method=...)`.
+
+    Args:
+      video: [B, T, H, W, C] frames (uint8 in [0, 255] or float in [0, 1]).
+      train: unused (no dropout); kept for a uniform signature.
+
+    Returns:
+      context [B, T, context_features].
+    """
+    del train
+    return self.context_projection(self.encoder_lstm(self.features(video)))
+
+  def __call__(self, video: jax.Array, train: bool = False) -> dict:
+    """Runs the autoencoder.
+
+    Args:
+      video: [B, T, H, W, C] frames (uint8 in [0, 255] or float in [0, 1]).
+      train: unused (no dropout); kept for a uniform signature.
+
+    Returns:
+      dict with `features` [B, T, F], `context` [B, T, Dc],
+      `reconstruction` [B, T, F] (decoded features) and `frames`
+      [B, T, H, W, C] (rendered from the reconstruction; linear, trained
+      towards the frames in [0, 1]).
+    """
+    del train
+    features = self.features(video)
+    context = self.context_projection(self.encoder_lstm(features))
+    reconstruction = self.output_projection(self.decoder_lstm(context))
+    return dict(features=features, context=context,
+                reconstruction=reconstruction,
+                frames=self.render(reconstruction))

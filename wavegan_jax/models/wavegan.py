@@ -1,0 +1,260 @@
+"""The original WaveGAN generator and discriminator (Donahue et al., 2019).
+
+Follows the official TensorFlow code (chrisdonahue/wavegan, wavegan.py):
+  Generator: z [B, 100] -> dense -> [B, 16, 16d] -> ReLU -> five transposed
+  convolutions (kernel 25, stride 4, 'SAME'), ReLU between, tanh out ->
+  [B, 16384, C]. Longer slices start wider (dense to [16, 32d]) and add a
+  sixth layer: stride 2 for 32768, stride 4 for 65536. Optional learned
+  post-processing filter (a bias-free 'SAME' convolution after the tanh; 512
+  taps in the paper).
+  Discriminator: five stride-4 convolutions (kernel 25) d -> 16d with
+  LeakyReLU(0.2), phase shuffle after the first four, a sixth stride-2 / -4
+  layer to 32d for 32768 / 65536, flatten, dense -> one logit.
+
+8192 samples (for 8 kHz data) is this codebase's addition: the generator's
+dense layer makes [8, 16d] and the same five stride-4 layers follow; the
+discriminator's five layers end at [8, 16d]. Every other layer matches 16384.
+
+Kernels are glorot-uniform and biases zero, TensorFlow's layer defaults.
+Batch normalisation (off by default, as in the paper) uses TensorFlow's
+defaults (momentum 0.99, epsilon 1e-3) and the collection `batch_stats`.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from wavegan_jax.models import conv
+
+SLICE_LENGTHS = (8192, 16384, 32768, 65536)
+UPSAMPLE_MODES = ("zeros", "nn")
+_KERNEL_INIT = nn.initializers.glorot_uniform()
+
+
+def _check_slice_len(slice_len):
+  if slice_len not in SLICE_LENGTHS:
+    raise ValueError(f"slice_len must be one of {SLICE_LENGTHS}, got "
+                     f"{slice_len!r}")
+
+
+def generator_layout(slice_len, dim, num_channels):
+  """The generator's shape plan.
+
+  Args:
+    slice_len: output samples, one of SLICE_LENGTHS.
+    dim: model width d.
+    num_channels: audio channels of the output.
+
+  Returns:
+    (dense_length, dense_channels, [(features, stride), ...] per layer).
+  """
+  _check_slice_len(slice_len)
+  if slice_len in (8192, 16384):
+    widths = [8 * dim, 4 * dim, 2 * dim, dim, num_channels]
+    strides = [4] * 5
+    return slice_len // 1024, 16 * dim, list(zip(widths, strides))
+  widths = [16 * dim, 8 * dim, 4 * dim, 2 * dim, dim, num_channels]
+  strides = [4] * 5 + [2 if slice_len == 32768 else 4]
+  return 16, 32 * dim, list(zip(widths, strides))
+
+
+def discriminator_layout(slice_len, dim):
+  """The discriminator's [(features, stride), ...] per convolution."""
+  _check_slice_len(slice_len)
+  layers = [(dim * 2**i, 4) for i in range(5)]
+  if slice_len == 32768:
+    layers.append((32 * dim, 2))
+  elif slice_len == 65536:
+    layers.append((32 * dim, 4))
+  return layers
+
+
+def phase_shuffle(x, rng, rad):
+  """Shifts the whole minibatch by one random k in [-rad, rad] samples.
+
+  As the official `apply_phaseshuffle`: output[:, i] = x[:, i - k] with
+  reflect padding at the ends (no edge repeat), the same k for every example.
+
+  Args:
+    x: [batch, length, channels], length > rad.
+    rng: a PRNG key.
+    rad: the largest shift; 0 returns x unchanged.
+
+  Returns:
+    The shifted array, same shape as x.
+  """
+  if rad == 0:
+    return x
+  if x.shape[1] <= rad:
+    raise ValueError(f"phase_shuffle: length {x.shape[1]} must exceed the "
+                     f"radius {rad} for reflect padding")
+  shift = jax.random.randint(rng, (), -rad, rad + 1)
+  padded = jnp.pad(x, ((0, 0), (rad, rad), (0, 0)), mode="reflect")
+  return jax.lax.dynamic_slice_in_dim(padded, rad - shift, x.shape[1], axis=1)
+
+
+def _batch_norm(name, train):
+  return nn.BatchNorm(use_running_average=not train, momentum=0.99,
+                      epsilon=1e-3, name=name)
+
+
+class WaveGANGenerator(nn.Module):
+  """z [B, latent] -> waveform [B, slice_len, num_channels] in [-1, 1].
+
+  Attributes:
+    dim: model width d (64 in the paper).
+    slice_len: output samples, one of SLICE_LENGTHS.
+    num_channels: audio channels.
+    kernel_len: convolution taps (25).
+    upsample: 'zeros' (transposed convolutions) or 'nn' (nearest-neighbour
+      upsampling then a stride-1 convolution; same parameter shapes).
+    use_batchnorm: batch normalisation after the dense and hidden layers.
+    post_proc_filter_len: taps of the learned post-processing filter; 0
+      disables it (512 is the paper's).
+    conv_impl: 'fast' or 'reference' (see conv.py); parameters are the same.
+  """
+  dim: int = 64
+  slice_len: int = 16384
+  num_channels: int = 1
+  kernel_len: int = 25
+  upsample: str = "zeros"
+  use_batchnorm: bool = False
+  post_proc_filter_len: int = 0
+  conv_impl: str = "fast"
+
+  @nn.compact
+  def __call__(self, z, train=False):
+    """Generates waveforms.
+
+    Args:
+      z: [batch, latent_dim] latent vectors.
+      train: batch statistics (True) or running averages (False) in batch
+        normalisation; unused without it.
+
+    Returns:
+      [batch, slice_len, num_channels] float waveforms.
+    """
+    if z.ndim != 2:
+      raise ValueError(f"WaveGANGenerator: z must be [batch, latent_dim], got "
+                       f"shape {z.shape}")
+    if self.upsample not in UPSAMPLE_MODES:
+      raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got "
+                       f"{self.upsample!r}")
+    length, channels, layers = generator_layout(
+        self.slice_len, self.dim, self.num_channels)
+    x = nn.Dense(length * channels, kernel_init=_KERNEL_INIT,
+                 name="z_project")(z)
+    x = x.reshape(z.shape[0], length, channels)
+    if self.use_batchnorm:
+      x = _batch_norm("z_project_bn", train)(x)
+    x = nn.relu(x)
+    for i, (features, stride) in enumerate(layers):
+      name = f"upconv_{i}"
+      if self.upsample == "zeros":
+        x = conv.ConvTranspose1D(features, self.kernel_len, stride, "SAME",
+                                 kernel_init=_KERNEL_INIT, impl=self.conv_impl,
+                                 name=name)(x)
+      else:
+        x = jnp.repeat(x, stride, axis=1)
+        x = conv.Conv1D(features, self.kernel_len, 1, "SAME",
+                        kernel_init=_KERNEL_INIT, impl=self.conv_impl,
+                        name=name)(x)
+      if i < len(layers) - 1:
+        if self.use_batchnorm:
+          x = _batch_norm(f"{name}_bn", train)(x)
+        x = nn.relu(x)
+    x = jnp.tanh(x)
+    if self.post_proc_filter_len:
+      x = conv.Conv1D(self.num_channels, self.post_proc_filter_len, 1, "SAME",
+                      use_bias=False, kernel_init=_KERNEL_INIT,
+                      impl=self.conv_impl, name="pp_filter")(x)
+    return x
+
+
+class WaveGANDiscriminator(nn.Module):
+  """Waveform [B, slice_len, C] -> WGAN critic logits [B].
+
+  Attributes:
+    dim: model width d (64).
+    slice_len: input samples, one of SLICE_LENGTHS.
+    kernel_len: convolution taps (25).
+    phaseshuffle_rad: phase shuffle radius n (2); 0 disables it.
+    use_batchnorm: batch normalisation after convolutions 1 and up.
+    conv_impl: 'fast' or 'reference' (see conv.py).
+  """
+  dim: int = 64
+  slice_len: int = 16384
+  kernel_len: int = 25
+  phaseshuffle_rad: int = 2
+  use_batchnorm: bool = False
+  conv_impl: str = "fast"
+
+  @nn.compact
+  def __call__(self, x, rng=None, condition=None, return_features=False,
+               train=True):
+    """Scores waveforms.
+
+    Args:
+      x: [batch, slice_len, channels] waveforms.
+      rng: PRNG key for phase shuffle (one shift per shuffled layer for the
+        whole batch); None disables phase shuffle (evaluation).
+      condition: optional projection conditioning (Miyato & Koyama, 2018):
+        [batch, Dc] for one vector per example, or [batch, Tc, Dc] for a
+        sequence (e.g. a video context at frame rate), linearly resampled to
+        the last convolution's length. logits += sum over positions and
+        channels of h * Dense(condition).
+      return_features: also return the hidden activations.
+      train: with batch normalisation, batch statistics (True, the official
+        discriminator's only mode) or running averages.
+
+    Returns:
+      logits [batch]; with return_features, (logits, features) where
+      features lists each convolution block's output after its LeakyReLU
+      (before phase shuffle), for feature matching.
+    """
+    if x.ndim != 3 or x.shape[1] != self.slice_len:
+      raise ValueError(f"WaveGANDiscriminator: x must be [batch, "
+                       f"{self.slice_len}, channels], got shape {x.shape}")
+    layers = discriminator_layout(self.slice_len, self.dim)
+    shuffle_rngs = (None if rng is None or not self.phaseshuffle_rad
+                    else jax.random.split(rng, 4))
+    features = []
+    h = x
+    for i, (width, stride) in enumerate(layers):
+      h = conv.Conv1D(width, self.kernel_len, stride, "SAME",
+                      kernel_init=_KERNEL_INIT, impl=self.conv_impl,
+                      name=f"downconv_{i}")(h)
+      if self.use_batchnorm and i > 0:
+        h = _batch_norm(f"downconv_{i}_bn", train)(h)
+      h = nn.leaky_relu(h, 0.2)
+      features.append(h)
+      if i < 4 and shuffle_rngs is not None:
+        h = phase_shuffle(h, shuffle_rngs[i], self.phaseshuffle_rad)
+    logits = nn.Dense(1, kernel_init=_KERNEL_INIT, name="output")(
+        h.reshape(h.shape[0], -1))[:, 0]
+    if condition is not None:
+      logits = logits + self._projection(h, condition)
+    if return_features:
+      return logits, features
+    return logits
+
+  def _projection(self, h, condition):
+    """sum(h * Dense(condition)) per example, the projection term."""
+    batch, length, width = h.shape
+    if condition.ndim not in (2, 3) or condition.shape[0] != batch:
+      raise ValueError(f"WaveGANDiscriminator: condition must be [{batch}, Dc] "
+                       f"or [{batch}, Tc, Dc], got shape {condition.shape}")
+    if condition.ndim == 3:
+      condition = jax.image.resize(
+          condition, (batch, length, condition.shape[-1]), method="linear")
+    projected = nn.Dense(width, use_bias=False, kernel_init=_KERNEL_INIT,
+                         name="condition_projection")(condition)
+    if projected.ndim == 2:
+      projected = projected[:, None, :]
+    return jnp.sum(h * projected, axis=(1, 2))
+
+
+def count_params(params) -> int:
+  """Total number of scalars in a parameter pytree."""
+  return sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+

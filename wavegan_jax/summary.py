@@ -1,0 +1,109 @@
+"""Parameter counts and FLOPs of every model of an experiment config."""
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+
+@dataclasses.dataclass
+class ModelSummary:
+  name: str
+  params: int
+  flops_per_example: Optional[float]
+
+
+def count_params(params: Any) -> int:
+  """Number of scalars in a parameter pytree."""
+  return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
+
+
+def _forward_flops(apply_fn: Callable, params: Any, *args) -> Optional[float]:
+  """XLA's FLOP count of one forward pass, or None where it gives none."""
+  try:
+    compiled = jax.jit(apply_fn).lower(params, *args).compile()
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+      analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+  except Exception:  # pylint: disable=broad-except
+    return None  # Cost analysis is backend-dependent; a count is optional.
+
+
+def _summarize(name, module, *args, **kwargs) -> ModelSummary:
+  """Initialises `module` on batch-1 inputs and measures it."""
+  variables = jax.eval_shape(
+      lambda: module.init(jax.random.PRNGKey(0), *args, **kwargs))
+  params = variables["params"]
+  concrete = module.init(jax.random.PRNGKey(0), *args, **kwargs)
+  flops = _forward_flops(
+      lambda v, *a: module.apply(v, *a, **kwargs), concrete, *args)
+  return ModelSummary(name, count_params(params), flops)
+
+
+def _av_models(config) -> list[ModelSummary]:
+  # pylint: disable=g-import-not-at-top
+  from wavegan_jax.training import av_generator
+  modules = av_generator.models(config)
+  inputs = av_generator.example_inputs(config)
+  acoustic_params = modules["acoustic"].init(jax.random.PRNGKey(0),
+                                             inputs["target"])
+  visual_params = modules["visual"].init(jax.random.PRNGKey(0),
+                                         inputs["video"])
+  visual_context = modules["visual"].apply(
+      visual_params, inputs["video"], method=modules["visual"].encode)
+  acoustic_context, style = modules["acoustic"].apply(
+      acoustic_params, inputs["target"], method=modules["acoustic"].encode)
+  noise_features = config.generator.model.get("noise_features", 0)
+  z = jnp.zeros((1, noise_features)) if noise_features else None
+  summaries = [
+      _summarize("acoustic", modules["acoustic"], inputs["target"]),
+      _summarize("visual", modules["visual"], inputs["video"]),
+      _summarize("generator", modules["generator"], visual_context,
+                 acoustic_context, style, z=z),
+  ]
+  if config.generator.discriminator.kind == "wavegan":
+    condition = (visual_context if config.generator.discriminator.get(
+        "condition") else None)
+    summaries.append(_summarize("discriminator", modules["discriminator"],
+                                inputs["target"][..., None],
+                                condition=condition))
+  else:
+    summaries.append(_summarize("discriminator", modules["discriminator"],
+                                inputs["target"]))
+  return summaries
+
+
+def _wavegan_models(config) -> list[ModelSummary]:
+  from wavegan_jax.training import wavegan_trainer  # pylint: disable=g-import-not-at-top
+  generator, discriminator = wavegan_trainer.models(config)
+  slice_len = config.data.builder_kwargs.slice_len
+  channels = config.data.builder_kwargs.num_channels
+  return [
+      _summarize("generator", generator,
+                 jnp.zeros((1, config.wavegan.latent_dim))),
+      _summarize("discriminator", discriminator,
+                 jnp.zeros((1, slice_len, channels))),
+  ]
+
+
+def _judge_models(config) -> list[ModelSummary]:
+  from wavegan_jax.models import judge  # pylint: disable=g-import-not-at-top
+  model = judge.AudioJudge(sample_rate=config.data.sample_rate,
+                           **config.judges.model)
+  return [_summarize("judge", model,
+                     jnp.zeros((1, config.data.num_samples)))]
+
+
+def summarize(config: ml_collections.ConfigDict) -> list[ModelSummary]:
+  """One ModelSummary per model of the experiment."""
+  if "acoustic" in config:
+    return _av_models(config)
+  if "wavegan" in config:
+    return _wavegan_models(config)
+  if "judges" in config:
+    return _judge_models(config)
+  raise ValueError("The config has no acoustic, wavegan or judges block.")

@@ -1,0 +1,118 @@
+"""Stages 1 and 2: the acoustic and the visual autoencoders.
+
+Both are unsupervised: the acoustic model learns to reconstruct the log-mel
+of FSDD speech (target and reference clips of AV-digits), the visual model
+to reconstruct the frame features and pixels of the digit videos. Each
+stage's objective is `losses.weighted_sum` of its terms with the config's
+`loss_weights`; every term is logged.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from wavegan_jax import losses
+from wavegan_jax.models import acoustic as acoustic_lib
+from wavegan_jax.models import visual as visual_lib
+from wavegan_jax.training import stage_runner
+from wavegan_jax.training import state as state_lib
+
+
+def acoustic_model(config: ml_collections.ConfigDict):
+  return acoustic_lib.AcousticModel(sample_rate=config.data.sample_rate,
+                                    **config.acoustic.model)
+
+
+def visual_model(config: ml_collections.ConfigDict):
+  return visual_lib.VisualModel(frame_size=config.data.frame_size,
+                                **config.visual.model)
+
+
+def acoustic_inputs(batch):
+  """Both clips of an AV-digits example are speech to learn from."""
+  return jnp.concatenate([batch["target"], batch["reference"]], axis=0)
+
+
+def acoustic_terms(outputs, params, audio):
+  del audio  # The target is the model's own stop-gradient log-mel.
+  return {
+      "feature_mse": jnp.mean(
+          jnp.square(outputs["reconstruction"] - outputs["target"])),
+      "weight_decay": lambda: losses.weight_decay(params),
+  }
+
+
+def visual_inputs(batch):
+  return batch["video"]
+
+
+def visual_terms(outputs, params, video):
+  pixels = video.astype(jnp.float32) / 255.0
+  return {
+      "feature_mse": jnp.mean(jnp.square(
+          outputs["reconstruction"] -
+          jax.lax.stop_gradient(outputs["features"]))),
+      "frame_mse": lambda: jnp.mean(jnp.square(outputs["frames"] - pixels)),
+      "weight_decay": lambda: losses.weight_decay(params),
+  }
+
+
+def _autoencoder_step(state, batch, rng, *, name, model, optimizer,
+                      inputs_fn, terms_fn, weights):
+  """One Adam step on the weighted reconstruction objective."""
+  del rng  # The autoencoders are deterministic.
+  inputs = inputs_fn(batch)
+
+  def loss_fn(params):
+    outputs = model.apply({"params": params}, inputs, train=True)
+    return losses.weighted_sum(terms_fn(outputs, params, inputs), weights)
+
+  (total, values), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state["params"][name])
+  state = state_lib.apply_gradients(state, name, grads, optimizer)
+  state = state_lib.increment_step(state)
+  grad_norm = state_lib.global_norm(grads)
+  metrics = {"loss": total, **values, "grad_norm": grad_norm,
+             "learning_rate": state_lib.learning_rate_of(
+                 state["opt_state"][name]),
+             "is_finite": jnp.isfinite(total) & jnp.isfinite(grad_norm)}
+  return state, metrics
+
+
+def make_spec(config: ml_collections.ConfigDict, name: str, *,
+              manual_dir=None, data_dir=None) -> stage_runner.StageSpec:
+  """The StageSpec of the 'acoustic' or 'visual' stage."""
+  train_config = stage_runner.stage_train_config(config, name)
+  if name == "acoustic":
+    model, inputs_fn, terms_fn = (acoustic_model(config), acoustic_inputs,
+                                  acoustic_terms)
+    fields = ("target", "reference")
+    example = jnp.zeros((1, config.data.num_samples), jnp.float32)
+  elif name == "visual":
+    model, inputs_fn, terms_fn = (visual_model(config), visual_inputs,
+                                  visual_terms)
+    fields = ("video",)
+    size = config.data.frame_size
+    example = jnp.zeros((1, config.data.num_frames, size, size, 1), jnp.uint8)
+  else:
+    raise ValueError(f"Not an autoencoder stage: {name!r}")
+  optimizer = stage_runner.optimizer_from(train_config)
+  seed = config.seed + (1 if name == "acoustic" else 2)
+
+  def init_fn():
+    params = model.init(jax.random.PRNGKey(seed), example)["params"]
+    return state_lib.create_train_state({name: params}, {name: optimizer})
+
+  step_fn = functools.partial(
+      _autoencoder_step, name=name, model=model, optimizer=optimizer,
+      inputs_fn=inputs_fn, terms_fn=terms_fn,
+      weights=dict(config[name].loss_weights))
+  make_batches = stage_runner.host_batches(
+      config, split="train", global_batch_size=train_config.batch_size,
+      seed=seed, manual_dir=manual_dir, data_dir=data_dir, fields=fields)
+  return stage_runner.StageSpec(
+      name=name, train_config=train_config, init_fn=init_fn, step_fn=step_fn,
+      make_batches=make_batches, export_fn=lambda s: s["params"][name],
+      metrics_to_show=("loss",), seed=seed)

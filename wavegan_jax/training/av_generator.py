@@ -1,0 +1,266 @@
+"""Stage 3: the generator (and its discriminator) on the frozen encoders.
+
+The acoustic and visual encoders are restored params-only from the earlier
+stages' exports (<workdir>/acoustic/export, <workdir>/visual/export); a
+mismatching export fails naming the parameter and both shapes.
+  strategy 'separate' (default): the encoders are constants closed over by
+    the step, outside the train state and the optimizers.
+  strategy 'joint': they are models of the train state ('acoustic',
+    'visual'), fine-tuned by the generator's objective with their own Adam.
+Generator objective: `losses.weighted_sum` of stft (multi-resolution STFT),
+waveform_mse, adversarial, feature_matching and weight_decay. The critic
+sees the waveform and, by projection, the visual context sequence.
+"""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from wavegan_jax import losses
+from wavegan_jax.models import generator as generator_lib
+from wavegan_jax.models import stft_discriminator
+from wavegan_jax.models import wavegan as wavegan_lib
+from wavegan_jax.training import autoencoders
+from wavegan_jax.training import checkpointing
+from wavegan_jax.training import gan
+from wavegan_jax.training import stage_runner
+from wavegan_jax.training import state as state_lib
+
+STAGE = "generator"
+ENCODERS = ("acoustic", "visual")
+
+
+def models(config: ml_collections.ConfigDict) -> dict:
+  """{'acoustic', 'visual', 'generator', 'discriminator'} modules."""
+  data = config.data
+  generator = generator_lib.AVGenerator(
+      num_samples=data.num_samples, num_frames=data.num_frames,
+      **config.generator.model)
+  disc_config = dict(config.generator.discriminator)
+  kind = disc_config.pop("kind")
+  disc_config.pop("condition", None)
+  if kind == "wavegan":
+    discriminator = wavegan_lib.WaveGANDiscriminator(
+        slice_len=data.num_samples, **disc_config)
+  elif kind == "stft":
+    discriminator = stft_discriminator.MultiResolutionSTFTDiscriminator(
+        **disc_config)
+  else:
+    raise ValueError(f"generator.discriminator.kind must be 'wavegan' or "
+                     f"'stft', got {kind!r}")
+  return {"acoustic": autoencoders.acoustic_model(config),
+          "visual": autoencoders.visual_model(config),
+          "generator": generator, "discriminator": discriminator}
+
+
+def example_inputs(config: ml_collections.ConfigDict, batch_size: int = 1):
+  data = config.data
+  size = data.frame_size
+  return {
+      "video": jnp.zeros((batch_size, data.num_frames, size, size, 1),
+                         jnp.uint8),
+      "reference": jnp.zeros((batch_size, data.num_samples), jnp.float32),
+      "target": jnp.zeros((batch_size, data.num_samples), jnp.float32),
+  }
+
+
+def load_encoders(config, workdir, modules) -> dict:
+  """The encoders' params from the earlier stages' exports, shape-checked."""
+  inputs = example_inputs(config)
+  expected = {
+      "acoustic": jax.eval_shape(
+          lambda: modules["acoustic"].init(jax.random.PRNGKey(0),
+                                           inputs["target"])["params"]),
+      "visual": jax.eval_shape(
+          lambda: modules["visual"].init(jax.random.PRNGKey(0),
+                                         inputs["video"])["params"]),
+  }
+  params = {}
+  for name in ENCODERS:
+    path = stage_runner.export_path(workdir, name)
+    if not os.path.isdir(path):
+      raise stage_runner.UserFacingError(
+          f"The generator stage needs the {name} stage's export at {path}; "
+          f"train that stage first (--stages={name}).")
+    params[name] = checkpointing.load_params(path, expected[name], name=name)
+  return params
+
+
+def conditioning(modules, encoder_params, batch):
+  """(visual context [B,T,Dv], acoustic context, acoustic style)."""
+  visual_context = modules["visual"].apply(
+      {"params": encoder_params["visual"]}, batch["video"],
+      method=modules["visual"].encode)
+  acoustic_context, style = modules["acoustic"].apply(
+      {"params": encoder_params["acoustic"]}, batch["reference"],
+      method=modules["acoustic"].encode)
+  return visual_context, acoustic_context, style
+
+
+def generate(modules, generator_params, encoder_params, batch, z):
+  """Waveforms [B, N] for a batch with 'video' and 'reference'."""
+  visual_context, acoustic_context, style = conditioning(
+      modules, encoder_params, batch)
+  return modules["generator"].apply(
+      {"params": generator_params}, visual_context, acoustic_context, style,
+      z=z)
+
+
+def _noise(rng, batch_size, config):
+  features = config.generator.model.get("noise_features", 0)
+  if not features:
+    return None
+  return jax.random.normal(rng, (batch_size, features))
+
+
+def _step(state, batch, rng, *, config, modules, frozen_encoders,
+          optimizers):
+  adversarial = config.generator.adversarial
+  kind = adversarial.loss
+  weights = dict(config.generator.loss_weights)
+  joint = frozen_encoders is None
+  encoders_of = (lambda params: {n: params[n] for n in ENCODERS}) if joint \
+      else (lambda params: frozen_encoders)
+  real = batch["target"]
+  batch_size = real.shape[0]
+  d_rng, z_rng, shuffle_rng = jax.random.split(rng, 3)
+  conditional_critic = config.generator.discriminator.get("condition", False)
+  is_wavegan_critic = config.generator.discriminator.kind == "wavegan"
+
+  def critic(d_params, waveform, condition, critic_rng, features=False):
+    if is_wavegan_critic:
+      return modules["discriminator"].apply(
+          {"params": d_params}, waveform[..., None], rng=critic_rng,
+          condition=condition if conditional_critic else None,
+          return_features=features)
+    return modules["discriminator"].apply(
+        {"params": d_params}, waveform, return_features=features)
+
+  encoder_params = encoders_of(state["params"])
+  visual_context = jax.lax.stop_gradient(
+      conditioning(modules, encoder_params, batch)[0])
+
+  def fake_fn(fake_rng, start, size):
+    part = {k: v[start:start + size] for k, v in batch.items()}
+    return generate(modules, state["params"]["generator"], encoder_params,
+                    part, _noise(fake_rng, size, config))
+
+  state, d_metrics = gan.discriminator_updates(
+      state, critic, real, visual_context, fake_fn, d_rng,
+      num_updates=adversarial.d_steps, kind=kind,
+      gp_weight=adversarial.gp_weight, optimizer=optimizers["discriminator"])
+  d_params = state["params"]["discriminator"]
+  trained = ("generator",) + (ENCODERS if joint else ())
+  z = _noise(z_rng, batch_size, config)
+
+  def g_loss_fn(trained_params):
+    encoders = encoders_of(trained_params)
+    fake = generate(modules, trained_params["generator"], encoders, batch, z)
+    condition = conditioning(modules, encoders, batch)[0]
+
+    def adversarial_terms():
+      fake_logits, fake_features = critic(d_params, fake, condition,
+                                          shuffle_rng, features=True)
+      _, real_features = critic(d_params, real, condition, shuffle_rng,
+                                features=True)
+      return (losses.generator_loss(kind, fake_logits),
+              losses.feature_matching_loss(real_features, fake_features))
+
+    stft = losses.multi_resolution_stft_loss(fake, real)
+    use_critic = weights.get("adversarial", 0) or weights.get(
+        "feature_matching", 0)
+    adversarial_loss, matching = (adversarial_terms() if use_critic
+                                  else (0.0, 0.0))
+    terms = {
+        "stft": stft["total"],
+        "waveform_mse": lambda: losses.waveform_mse(fake, real),
+        "adversarial": adversarial_loss,
+        "feature_matching": matching,
+        "weight_decay": lambda: losses.weight_decay(
+            trained_params["generator"]),
+    }
+    total, values = losses.weighted_sum(terms, weights)
+    values.update(spectral_convergence=stft["spectral_convergence"],
+                  log_magnitude=stft["log_magnitude"])
+    return total, values
+
+  trained_params = {name: state["params"][name] for name in trained}
+  (g_loss, values), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+      trained_params)
+  for name in trained:
+    state = state_lib.apply_gradients(state, name, grads[name],
+                                      optimizers[name])
+  state = state_lib.increment_step(state)
+  metrics = {"loss": g_loss, "g_loss": g_loss, **values, **d_metrics,
+             "g_grad_norm": state_lib.global_norm(grads["generator"]),
+             "learning_rate": state_lib.learning_rate_of(
+                 state["opt_state"]["generator"])}
+  metrics["is_finite"] = jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+  return state, metrics
+
+
+def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
+              manual_dir=None, data_dir=None) -> stage_runner.StageSpec:
+  """The StageSpec of the generator stage (needs the encoders' exports)."""
+  if config.strategy not in ("separate", "joint"):
+    raise stage_runner.UserFacingError(
+        f"strategy must be 'separate' or 'joint', got {config.strategy!r}")
+  train_config = stage_runner.stage_train_config(config, STAGE)
+  modules = models(config)
+  encoder_params = load_encoders(config, workdir, modules)
+  joint = config.strategy == "joint"
+  optimizers = {"generator": stage_runner.optimizer_from(train_config)}
+  d_train = ml_collections.ConfigDict(train_config.to_dict())
+  d_train.update({k[2:]: v for k, v in config.generator.adversarial.items()
+                  if k.startswith("d_") and k != "d_steps"})
+  optimizers["discriminator"] = stage_runner.optimizer_from(d_train)
+  if joint:
+    for name in ENCODERS:
+      optimizers[name] = stage_runner.optimizer_from(train_config)
+  seed = config.seed + 3
+  inputs = example_inputs(config)
+
+  def init_fn():
+    g_rng, d_rng = jax.random.split(jax.random.PRNGKey(seed))
+    visual_context, acoustic_context, style = conditioning(
+        modules, encoder_params, inputs)
+    z = _noise(g_rng, 1, config)
+    params = {
+        "generator": modules["generator"].init(
+            g_rng, visual_context, acoustic_context, style, z=z)["params"]}
+    if config.generator.discriminator.kind == "wavegan":
+      params["discriminator"] = modules["discriminator"].init(
+          d_rng, inputs["target"][..., None],
+          condition=(visual_context if
+                     config.generator.discriminator.get("condition") else
+                     None))["params"]
+    else:
+      params["discriminator"] = modules["discriminator"].init(
+          d_rng, inputs["target"])["params"]
+    if joint:
+      params.update(encoder_params)
+    return state_lib.create_train_state(params, optimizers)
+
+  step_fn = functools.partial(
+      _step, config=config, modules=modules,
+      frozen_encoders=None if joint else encoder_params,
+      optimizers=optimizers)
+  make_batches = stage_runner.host_batches(
+      config, split="train", global_batch_size=train_config.batch_size,
+      seed=seed, manual_dir=manual_dir, data_dir=data_dir,
+      fields=("video", "reference", "target"))
+
+  def export_fn(state):
+    exported = {"generator": state["params"]["generator"]}
+    exported.update({name: state["params"][name] if joint
+                     else encoder_params[name] for name in ENCODERS})
+    return exported
+
+  return stage_runner.StageSpec(
+      name=STAGE, train_config=train_config, init_fn=init_fn,
+      step_fn=step_fn, make_batches=make_batches, export_fn=export_fn,
+      metrics_to_show=("stft", "adversarial", "d_loss"), seed=seed)

@@ -1,0 +1,96 @@
+"""The adversarial half of a GAN train step, shared by the generator stage
+and the unconditional WaveGAN.
+
+A critic is passed as `critic(d_params, waveform, condition, rng) -> logits
+[B]` (condition None when unconditional), so the same code serves the
+projection-conditioned WaveGAN discriminator, the STFT discriminator and the
+original unconditional one.
+"""
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wavegan_jax import losses
+from wavegan_jax.training import state as state_lib
+
+Critic = Callable[[dict, jax.Array, Optional[jax.Array], jax.Array],
+                  jax.Array]
+
+
+def discriminator_update(state: dict, critic: Critic, real: jax.Array,
+                         fake: jax.Array, condition: Optional[jax.Array],
+                         rng: jax.Array, *, kind: str,
+                         gp_weight: float,
+                         optimizer: optax.GradientTransformation
+                        ) -> tuple[dict, dict]:
+  """One critic update on a real and a (stop-gradient) generated batch.
+
+  Args:
+    state: the train state with a 'discriminator' model.
+    critic: (d_params, waveform, condition, rng) -> logits.
+    real: real waveforms.
+    fake: generated waveforms (gradients are not taken through them).
+    condition: what real and fake are conditioned on (None: nothing).
+    rng: for phase shuffle and the gradient penalty's interpolation.
+    kind: 'wgan-gp', 'hinge' or 'lsgan'.
+    gp_weight: lambda of the gradient penalty (WGAN-GP only).
+    optimizer: the discriminator's optimizer.
+
+  Returns:
+    (new state, metrics with 'd_loss', 'd_real', 'd_fake', 'd_grad_norm' and
+    for WGAN-GP 'gradient_penalty'); the step is not incremented.
+  """
+  fake = jax.lax.stop_gradient(fake)
+  real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(rng, 4)
+
+  def loss_fn(d_params):
+    real_logits = critic(d_params, real, condition, real_rng)
+    fake_logits = critic(d_params, fake, condition, fake_rng)
+    loss = losses.discriminator_loss(kind, real_logits, fake_logits)
+    metrics = {"d_real": jnp.mean(real_logits),
+               "d_fake": jnp.mean(fake_logits)}
+    if kind == "wgan-gp":
+      penalty = losses.gradient_penalty(
+          lambda x: critic(d_params, x, condition, gp_shuffle_rng), real,
+          fake, gp_rng)
+      loss = loss + gp_weight * penalty
+      metrics["gradient_penalty"] = penalty
+    return loss, metrics
+
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state["params"]["discriminator"])
+  state = state_lib.apply_gradients(state, "discriminator", grads, optimizer)
+  metrics.update(d_loss=loss, d_grad_norm=state_lib.global_norm(grads))
+  return state, metrics
+
+
+def discriminator_updates(state, critic, real, condition, fake_fn, rng, *,
+                          num_updates, kind, gp_weight, optimizer):
+  """`num_updates` critic updates, each on its own chunk of the batch.
+
+  The real batch (and its condition) is split into `num_updates` equal
+  chunks, one per update, as WaveGAN draws a new real batch for each critic
+  step; fake_fn(rng, start, size) generates the fakes of examples
+  [start, start + size) (for a conditional generator, from their inputs).
+
+  Returns:
+    (new state, metrics of the last update).
+  """
+  batch = real.shape[0]
+  if batch % num_updates:
+    raise ValueError(f"The real batch ({batch}) must split evenly into "
+                     f"d_steps={num_updates} critic updates.")
+  chunk = batch // num_updates
+  metrics = {}
+  for i, update_rng in enumerate(jax.random.split(rng, num_updates)):
+    fake_rng, critic_rng = jax.random.split(update_rng)
+    part = slice(i * chunk, (i + 1) * chunk)
+    part_condition = None if condition is None else condition[part]
+    fake = fake_fn(fake_rng, i * chunk, chunk)
+    state, metrics = discriminator_update(
+        state, critic, real[part], fake, part_condition, critic_rng, kind=kind,
+        gp_weight=gp_weight, optimizer=optimizer)
+  return state, metrics

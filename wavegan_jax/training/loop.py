@@ -1,0 +1,253 @@
+"""The generic train loop of a stage: steps, logging, checkpoints, resume.
+
+`run_stage` drives a compiled train step (parallel.compile_train_step) from
+the state's step to `num_steps`. It is the same for every stage; what a
+stage trains lives in its step function.
+
+Contracts that make a resumed run bit-identical to an uninterrupted one:
+  * `make_batches(start_step)` returns the batch stream starting AT
+    `start_step`: batch i of the iterator is the batch of step
+    start_step + i, the same whether or not the run was interrupted (e.g.
+    batches drawn from a per-step seed, or a seeded per-epoch shuffle with
+    `skip`).
+  * The step's rng is fold_in(base_rng, step) (done by the compiled step).
+  * The state is restored exactly from the last checkpoint.
+
+Metrics: the step returns a dict of scalars (loss terms, learning rate,
+grad norm, optionally a boolean `is_finite`). They stay on device until a
+log step, a checkpoint step or the end; then all steps since the last fetch
+are fetched together and checked for NaN/inf (every step, not only the
+logged one), BEFORE anything is saved: a checkpoint never holds a state
+produced by or after a non-finite step.
+"""
+
+import json
+import os
+import signal
+import time
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from absl import logging
+from clu import metric_writers
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+import tqdm
+
+from wavegan_jax.training import checkpointing
+from wavegan_jax.training import parallel
+
+PyTree = Any
+METRICS_FILE = 'metrics.jsonl'
+FINITE_FLAG = 'is_finite'
+
+
+class NonFiniteError(FloatingPointError):
+  """A train step produced NaN or inf; nothing from it was saved."""
+
+
+def _first_non_finite(pending: Sequence[tuple[int, dict]]
+                     ) -> Optional[tuple[int, list[str]]]:
+  """(step, [bad metric names]) of the first non-finite step, or None."""
+  for step, metrics in pending:
+    bad = sorted(name for name, value in metrics.items()
+                 if name != FINITE_FLAG and
+                 not np.all(np.isfinite(np.asarray(value, np.float64))))
+    if FINITE_FLAG in metrics and not bool(metrics[FINITE_FLAG]):
+      bad.append(FINITE_FLAG)
+    if bad:
+      return step, bad
+  return None
+
+
+def _trim_metrics_file(path: str, start_step: int) -> None:
+  """Drops lines of steps after `start_step` (written before a restart)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [line for line in f
+             if line.strip() and json.loads(line)['step'] <= start_step]
+  with open(path, 'w') as f:
+    f.writelines(lines)
+
+
+def _to_json_value(value) -> Any:
+  value = np.asarray(value)
+  return value.item() if value.ndim == 0 else value.tolist()
+
+
+def _write_summaries(writer, name: str, step: int, summaries: dict) -> None:
+  """Writes summary_fn's {'audio', 'images', 'sample_rate'} output."""
+  audios = summaries.get('audio') or {}
+  images = summaries.get('images') or {}
+  if audios:
+    writer.write_audios(
+        step, {f'{name}/samples/{key}': np.asarray(value)
+               for key, value in audios.items()},
+        sample_rate=int(summaries['sample_rate']))
+  if images:
+    writer.write_images(
+        step, {f'{name}/samples/{key}': np.asarray(value)
+               for key, value in images.items()})
+
+
+def run_stage(*,
+              name: str,
+              workdir: str,
+              state: PyTree,
+              train_step: Callable,
+              batches: Callable[[int], Iterator[PyTree]],
+              num_steps: int,
+              base_rng: jax.Array,
+              checkpointer: checkpointing.StageCheckpointer,
+              log_every: int,
+              checkpoint_every: int,
+              examples_per_step: int,
+              summary_fn: Optional[Callable[[PyTree, int], dict]] = None,
+              metrics_to_show: Sequence[str] = ('loss',),
+              mesh: Optional[jax.sharding.Mesh] = None,
+              preemption_guard: Optional[
+                  checkpointing.PreemptionGuard] = None,
+             ) -> tuple[PyTree, dict[str, Any]]:
+  """Trains one stage from state['step'] to num_steps.
+
+  Args:
+    name: the stage name; metrics are written as '<name>/train/<metric>'.
+    workdir: where metrics.jsonl and the TensorBoard events go.
+    state: the (restored or initial) train state, replicated on the mesh.
+    train_step: the compiled step (state, batch, base_rng) -> (state,
+      metrics), from parallel.compile_train_step; metrics are scalars.
+    batches: make_batches(start_step) -> iterator whose i-th element is the
+      batch of step start_step + i (see the module docstring). Elements are
+      global jax.Arrays, or, if `mesh` is given, this process's numpy part
+      (passed through parallel.shard_batch).
+    num_steps: the stage's total number of steps.
+    base_rng: the stage's base rng (replicated; see parallel.replicate).
+    checkpointer: the stage's StageCheckpointer.
+    log_every: fetch, check, print and write metrics every this many steps.
+    checkpoint_every: save (async) every this many steps; the final step
+      is always saved and waited for.
+    examples_per_step: the global batch size, for examples_per_second.
+    summary_fn: optional (state, step) -> {'audio': {name: [N, T, C]},
+      'images': {name: [N, H, W, C]}, 'sample_rate': int}, called at log
+      steps on every process (it may run a sharded computation); process 0
+      writes the samples to TensorBoard.
+    metrics_to_show: metrics shown in the progress bar.
+    mesh: if given, host batches are sharded onto it.
+    preemption_guard: an entered PreemptionGuard; on its signal the loop
+      saves the current step, waits, and raises checkpointing.Preempted.
+
+  Returns:
+    (final state, metrics of the last step as host Python scalars; {} if
+    the state was already at num_steps).
+
+  Raises:
+    NonFiniteError: a step gave NaN/inf in a metric (message: the step and
+      the metric names); the newest checkpoint is from before that step.
+    checkpointing.Preempted: after a signal-triggered checkpoint.
+  """
+  start_step = int(jax.device_get(state['step']))
+  is_chief = jax.process_index() == 0
+  metrics_path = os.path.join(workdir, METRICS_FILE)
+  if is_chief:
+    os.makedirs(workdir, exist_ok=True)
+    _trim_metrics_file(metrics_path, start_step)
+  writer = metric_writers.create_default_writer(
+      workdir, just_logging=not is_chief)
+  progress = tqdm.tqdm(total=num_steps, initial=start_step, desc=name,
+                       disable=not is_chief, dynamic_ncols=True)
+  # Multi-process: the signal flag is agreed on at sync points only, so that
+  # every process saves at the same step.
+  sync_preemption = jax.process_count() > 1
+
+  pending = []          # (step, device metrics) not yet fetched.
+  last_metrics = {}
+  last_log_time, last_log_step = time.perf_counter(), start_step
+
+  def fetch_and_check():
+    """Fetches every pending step's metrics; raises on a non-finite one."""
+    nonlocal pending, last_metrics
+    fetched = jax.device_get(pending)
+    pending = []
+    bad = _first_non_finite(fetched)
+    if bad is not None:
+      bad_step, names = bad
+      values = {n: _to_json_value(v)
+                for n, v in dict(fetched)[bad_step].items() if n in names}
+      checkpointer.wait()  # So that latest_step counts in-flight saves.
+      raise NonFiniteError(
+          f'Stage {name}: non-finite {", ".join(names)} at step {bad_step} '
+          f'({values}); nothing from this step on was saved, the last '
+          f'checkpoint is step {checkpointer.latest_step()}.')
+    if fetched:
+      last_metrics = {k: _to_json_value(v) for k, v in fetched[-1][1].items()
+                      if k != FINITE_FLAG}
+
+  def log(step):
+    nonlocal last_log_time, last_log_step
+    now = time.perf_counter()
+    steps_per_second = (step - last_log_step) / max(now - last_log_time, 1e-9)
+    last_log_time, last_log_step = now, step
+    record = {'step': step, **last_metrics,
+              'steps_per_second': steps_per_second,
+              'examples_per_second': steps_per_second * examples_per_step}
+    writer.write_scalars(step, {f'{name}/train/{k}': v
+                                for k, v in record.items() if k != 'step'
+                                and np.ndim(v) == 0})
+    if summary_fn is not None:  # On every process: it may run collectives.
+      _write_summaries(writer, name, step, summary_fn(state, step))
+    writer.flush()
+    if is_chief:
+      with open(metrics_path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
+      progress.set_postfix({k: f'{last_metrics[k]:.4g}'
+                            for k in metrics_to_show if k in last_metrics})
+
+  def stop_requested(at_sync_point):
+    if preemption_guard is None:
+      return False
+    if not sync_preemption:
+      return preemption_guard.requested
+    if not at_sync_point:
+      return False
+    flags = multihost_utils.process_allgather(
+        np.asarray(preemption_guard.requested))
+    return bool(np.any(flags))
+
+  step = start_step
+  try:
+    batch_iterator = iter(batches(start_step))
+    while step < num_steps:
+      batch = next(batch_iterator, None)
+      if batch is None:
+        raise ValueError(f'Stage {name}: the batch iterator ended at step '
+                         f'{step}, before num_steps={num_steps}.')
+      if mesh is not None:
+        batch = parallel.shard_batch(batch, mesh)
+      state, metrics = train_step(state, batch, base_rng)
+      step += 1
+      pending.append((step - 1, metrics))
+      progress.update(1)
+
+      is_log_step = step % log_every == 0
+      is_checkpoint_step = step % checkpoint_every == 0
+      is_last = step == num_steps
+      preempted = stop_requested(is_log_step or is_checkpoint_step)
+      if is_log_step or is_checkpoint_step or is_last or preempted:
+        fetch_and_check()
+      if is_log_step or is_last:
+        log(step)
+      if is_checkpoint_step or is_last or preempted:
+        checkpointer.save(step, state, force=is_last or preempted)
+      if preempted:
+        checkpointer.wait()
+        preempted_error = checkpointing.Preempted(
+            step, preemption_guard.signal_number or signal.SIGTERM)
+        logging.warning('Stage %s: %s', name, preempted_error)
+        raise preempted_error
+  finally:
+    checkpointer.wait()
+    progress.close()
+    writer.close()
+  return state, last_metrics
+

@@ -1,0 +1,227 @@
+"""What every stage does around its train step: config, data, run, export.
+
+A stage is described by a `StageSpec` (its name, how to build its step-0
+state, its pure step function, its input stream and its export); `run` then
+restores or initialises it, drives `loop.run_stage`, and writes the
+params-only export the next stage restores. Layout of a stage's directory:
+
+  <workdir>/<stage>/checkpoints/   Orbax CheckpointManager (latest N steps)
+  <workdir>/<stage>/export/        params-only, for the next stage
+  <workdir>/<stage>/metrics.jsonl  one JSON object per log step
+  <workdir>/<stage>/final_metrics.json
+  <workdir>/<stage>/events.*       TensorBoard scalars, audio and images
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from wavegan_jax import spectral
+from wavegan_jax.data import pipeline
+from wavegan_jax.training import checkpointing
+from wavegan_jax.training import loop
+from wavegan_jax.training import parallel
+from wavegan_jax.training import state as state_lib
+
+PyTree = Any
+EXPORT_DIR = "export"
+FINAL_METRICS = "final_metrics.json"
+
+
+class UserFacingError(Exception):
+  """A problem the user can fix (bad data dir, mismatched export, NaN...)."""
+
+
+def stage_train_config(config: ml_collections.ConfigDict,
+                       stage: str) -> ml_collections.ConfigDict:
+  """config.train overridden by config.<stage>.train, as one ConfigDict."""
+  merged = ml_collections.ConfigDict(config.train.to_dict())
+  overrides = config[stage].get("train", {})
+  for key, value in dict(overrides).items():
+    merged[key] = value
+  return merged
+
+
+def optimizer_from(train_config, prefix: str = ""):
+  """The Adam optimizer a (stage) train config asks for.
+
+  Args:
+    train_config: a merged stage train config (stage_train_config).
+    prefix: read `<prefix>learning_rate`, `<prefix>b1`, `<prefix>b2` first
+      when present (e.g. 'd_' for a discriminator's own settings).
+
+  Returns:
+    An optax transformation from state.make_optimizer.
+  """
+  def get(key, default=None):
+    return train_config.get(prefix + key, train_config.get(key, default))
+  return state_lib.make_optimizer(
+      learning_rate=get("learning_rate"), b1=get("b1", 0.9),
+      b2=get("b2", 0.999), weight_decay=get("weight_decay", 0.0),
+      grad_clip_norm=get("grad_clip_norm"),
+      warmup_steps=get("warmup_steps", 0),
+      schedule=get("schedule", "constant"),
+      total_steps=train_config.num_steps)
+
+
+def data_kwargs(config: ml_collections.ConfigDict) -> dict:
+  """The TFDS builder name and config fields of an experiment's data."""
+  data = config.data
+  if data.name == "av_digits":
+    fields = dict(sample_rate=data.sample_rate, num_samples=data.num_samples,
+                  num_frames=data.num_frames, frame_size=data.frame_size)
+  else:
+    fields = dict(data.get("builder_kwargs", {}))
+  return fields
+
+
+def host_batches(config: ml_collections.ConfigDict, *, split: str,
+                 global_batch_size: int, seed: int,
+                 manual_dir: Optional[str], data_dir: Optional[str],
+                 fields: Sequence[str]) -> Callable[[int],
+                                                    Iterator[dict]]:
+  """make_batches(start_step) for loop.run_stage, resumable by skipping.
+
+  The stream is a seeded shuffle repeated forever, so batch i is the same
+  in every run; a resumed run skips the batches of the steps already done.
+
+  By default every process reads the whole split, forms the same global
+  batch and keeps its own rows of it, so the global batch of a step does not
+  depend on the number of processes (a 2-process run trains exactly as a
+  1-process one). With `config.data.per_process_files = True` each process
+  instead reads only its part of the split (tfds.split_for_jax_process):
+  the scalable choice for data sets too large to read on every host.
+
+  Args:
+    config: the experiment config (its `data` block).
+    split: the TFDS split.
+    global_batch_size: examples per step over all processes.
+    seed: the shuffle seed.
+    manual_dir: raw data folder, used when the data is not prepared yet.
+    data_dir: the TFDS data dir.
+    fields: the batch fields the step uses (others are dropped).
+
+  Returns:
+    A function start_step -> iterator of this process's numpy batches.
+  """
+  process_count = jax.process_count()
+  process_index = jax.process_index()
+  if global_batch_size % process_count:
+    raise UserFacingError(
+        f"batch_size {global_batch_size} is not divisible by the "
+        f"{process_count} processes")
+  local_batch_size = global_batch_size // process_count
+  per_process_files = config.data.get("per_process_files", False)
+
+  def make_batches(start_step: int) -> Iterator[dict]:
+    dataset = pipeline.make_dataset(
+        config.data.name, split, global_batch_size=global_batch_size,
+        data_dir=data_dir, builder_kwargs=data_kwargs(config), seed=seed,
+        manual_dir=manual_dir,
+        process_index=process_index if per_process_files else 0,
+        process_count=process_count if per_process_files else 1)
+    start = 0 if per_process_files else process_index * local_batch_size
+    rows = slice(start, start + local_batch_size)
+    dataset = dataset.map(lambda batch: {k: batch[k][rows] for k in fields})
+    return dataset.skip(start_step).as_numpy_iterator()
+  return make_batches
+
+
+def spectrogram_images(audio: jax.Array, n_fft: int = 256,
+                       hop_length: int = 64) -> np.ndarray:
+  """Log-magnitude spectrograms as [N, freq, time, 1] images in [0, 1]."""
+  magnitude = spectral.magnitude(
+      spectral.stft(audio, n_fft, hop_length), 1e-7)
+  log_magnitude = np.log(np.asarray(magnitude) + 1e-5)
+  image = np.flip(np.transpose(log_magnitude, (0, 2, 1)), axis=1)
+  low, high = image.max() - 8.0, image.max()  # An 80 dB-ish window.
+  return ((np.clip(image, low, high) - low) / (high - low))[..., None]
+
+
+@dataclasses.dataclass
+class StageSpec:
+  """Everything stage-specific that `run` needs.
+
+  Attributes:
+    name: the stage name (its directory under the workdir).
+    train_config: the merged train config (stage_train_config).
+    init_fn: () -> step-0 train state; pure (traced by jax.eval_shape).
+    step_fn: pure (state, batch, rng) -> (state, metrics).
+    make_batches: start_step -> iterator of process-local numpy batches.
+    export_fn: state -> the params-only pytree the next stage needs.
+    summary_fn: optional (state, step) -> summaries (see loop.run_stage).
+    metrics_to_show: metric names for the progress bar.
+    seed: the stage's seed (its base rng).
+  """
+  name: str
+  train_config: ml_collections.ConfigDict
+  init_fn: Callable[[], PyTree]
+  step_fn: Callable
+  make_batches: Callable[[int], Iterator[dict]]
+  export_fn: Callable[[PyTree], PyTree]
+  summary_fn: Optional[Callable[[PyTree, int], dict]] = None
+  metrics_to_show: Sequence[str] = ("loss",)
+  seed: int = 0
+
+
+def export_path(workdir: str, stage: str) -> str:
+  return os.path.join(workdir, stage, EXPORT_DIR)
+
+
+def is_finished(workdir: str, stage: str) -> bool:
+  """Whether the stage wrote its final metrics (and so its export)."""
+  return os.path.exists(os.path.join(workdir, stage, FINAL_METRICS))
+
+
+def run(spec: StageSpec, workdir: str,
+        init_from: Optional[str] = None) -> dict:
+  """Restores or initialises a stage, trains it, exports its params.
+
+  Args:
+    spec: the stage.
+    workdir: the experiment's run directory.
+    init_from: params to start from when the stage has no checkpoint.
+
+  Returns:
+    The metrics of the last step (host scalars).
+  """
+  stage_dir = os.path.join(workdir, spec.name)
+  train_config = spec.train_config
+  mesh = parallel.make_data_mesh()
+  checkpointer = checkpointing.StageCheckpointer(
+      os.path.join(stage_dir, "checkpoints"),
+      max_to_keep=train_config.keep_checkpoints)
+  state, source = checkpointer.restore_or_init(spec.init_fn, init_from,
+                                               mesh=mesh)
+  logging.info("Stage %s: state from %s at step %d", spec.name, source,
+               int(jax.device_get(state["step"])))
+  compiled_step = parallel.compile_train_step(spec.step_fn, mesh)
+  base_rng = parallel.replicate(jax.random.PRNGKey(spec.seed), mesh)
+  try:
+    with checkpointing.PreemptionGuard() as guard:
+      state, metrics = loop.run_stage(
+          name=spec.name, workdir=stage_dir, state=state,
+          train_step=compiled_step, batches=spec.make_batches,
+          num_steps=train_config.num_steps, base_rng=base_rng,
+          checkpointer=checkpointer, log_every=train_config.log_every,
+          checkpoint_every=train_config.checkpoint_every,
+          examples_per_step=train_config.batch_size,
+          summary_fn=spec.summary_fn,
+          metrics_to_show=spec.metrics_to_show, mesh=mesh,
+          preemption_guard=guard)
+  except loop.NonFiniteError as error:
+    raise UserFacingError(str(error)) from error
+  finally:
+    checkpointer.close()
+  checkpointing.export_params(export_path(workdir, spec.name),
+                              spec.export_fn(state))
+  if jax.process_index() == 0:
+    with open(os.path.join(stage_dir, FINAL_METRICS), "w") as f:
+      json.dump({"step": train_config.num_steps, **metrics}, f, indent=1)
+  return metrics
