@@ -3,7 +3,8 @@ r"""Prints every model of an experiment with its parameter count and FLOPs.
   python launch/summarize.py --config=experiments/wavegan.py:paper
 
 One line per model: `NAME params=N flops_per_example=F` (F from XLA's cost
-analysis of one forward pass at batch 1; 'n/a' where the backend gives none).
+analysis of one forward pass at batch 1; 'n/a' where the backend gives none;
+'>=' where the model has loops (LSTMs), whose body XLA counts only once).
 """
 
 from absl import app
@@ -22,6 +23,8 @@ def main(argv):
   for model in summary.summarize(_CONFIG.value):
     flops = ("n/a" if model.flops_per_example is None
              else f"{model.flops_per_example:.4g}")
+    if model.flops_lower_bound and model.flops_per_example is not None:
+      flops = ">=" + flops
     print(f"{model.name} params={model.params} flops_per_example={flops}")
 
 

@@ -10,9 +10,19 @@ import ml_collections
 
 @dataclasses.dataclass
 class ModelSummary:
+  """One model's size and cost.
+
+  Attributes:
+    name: the model's role in the experiment.
+    params: number of trainable scalars.
+    flops_per_example: XLA's FLOP count of a batch-1 forward pass, or None.
+    flops_lower_bound: True when the program has loops (LSTMs): XLA counts
+      a loop body once, so the figure undercounts.
+  """
   name: str
   params: int
   flops_per_example: Optional[float]
+  flops_lower_bound: bool = False
 
 
 def count_params(params: Any) -> int:
@@ -20,17 +30,19 @@ def count_params(params: Any) -> int:
   return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params))
 
 
-def _forward_flops(apply_fn: Callable, params: Any, *args) -> Optional[float]:
-  """XLA's FLOP count of one forward pass, or None where it gives none."""
+def _forward_flops(apply_fn: Callable, params: Any,
+                   *args) -> tuple[Optional[float], bool]:
+  """(XLA's FLOP count of one forward pass or None, has loops)."""
   try:
     compiled = jax.jit(apply_fn).lower(params, *args).compile()
     analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-      analysis = analysis[0] if analysis else {}
-    flops = (analysis or {}).get("flops")
-    return float(flops) if flops and flops > 0 else None
+    has_loops = " while(" in compiled.as_text()
   except Exception:  # pylint: disable=broad-except
-    return None  # Cost analysis is backend-dependent; a count is optional.
+    return None, False  # Cost analysis is backend-dependent; optional.
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  flops = (analysis or {}).get("flops")
+  return (float(flops) if flops and flops > 0 else None), has_loops
 
 
 def _summarize(name, module, *args, **kwargs) -> ModelSummary:
@@ -39,9 +51,9 @@ def _summarize(name, module, *args, **kwargs) -> ModelSummary:
       lambda: module.init(jax.random.PRNGKey(0), *args, **kwargs))
   params = variables["params"]
   concrete = module.init(jax.random.PRNGKey(0), *args, **kwargs)
-  flops = _forward_flops(
+  flops, has_loops = _forward_flops(
       lambda v, *a: module.apply(v, *a, **kwargs), concrete, *args)
-  return ModelSummary(name, count_params(params), flops)
+  return ModelSummary(name, count_params(params), flops, has_loops)
 
 
 def _av_models(config) -> list[ModelSummary]:
