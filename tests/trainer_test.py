@@ -11,6 +11,7 @@ import time
 import jax
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from experiments import av_digits as av_digits_config
 from wavegan_jax.training import autoencoders
@@ -70,6 +71,13 @@ def test_tiny_run_writes_every_artifact(tiny_run):
     for key in ("loss", "grad_norm" if stage != "generator" else "g_grad_norm",
                 "learning_rate", "examples_per_second"):
       assert all(np.isfinite(line[key]) for line in lines), key
+  tags = set()
+  for events in (workdir / "generator").glob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(events)):
+      tags.update(value.tag for value in event.summary.value)
+  assert {"generator/samples/generated", "generator/samples/real",
+          "generator/samples/generated_spectrogram",
+          "generator/train/stft", "generator/train/d_loss"} <= tags
   generator_terms = json.loads(
       (workdir / "generator" / "final_metrics.json").read_text())
   for term in ("stft", "adversarial", "feature_matching", "d_loss"):

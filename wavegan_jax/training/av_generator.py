@@ -18,8 +18,10 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from wavegan_jax import losses
+from wavegan_jax.data import pipeline
 from wavegan_jax.models import generator as generator_lib
 from wavegan_jax.models import stft_discriminator
 from wavegan_jax.models import wavegan as wavegan_lib
@@ -254,6 +256,9 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
       fields=("video", "reference", "target"))
 
+  preview = _preview_fn(config, modules, encoder_params, joint, manual_dir,
+                        data_dir)
+
   def export_fn(state):
     exported = {"generator": state["params"]["generator"]}
     exported.update({name: state["params"][name] if joint
@@ -263,4 +268,39 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   return stage_runner.StageSpec(
       name=STAGE, train_config=train_config, init_fn=init_fn,
       step_fn=step_fn, make_batches=make_batches, export_fn=export_fn,
-      metrics_to_show=("stft", "adversarial", "d_loss"), seed=seed)
+      summary_fn=preview, metrics_to_show=("stft", "adversarial", "d_loss"),
+      seed=seed)
+
+
+def _preview_fn(config, modules, frozen_encoders, joint, manual_dir, data_dir,
+                num_clips=4):
+  """summary_fn: real and generated audio and spectrograms of test clips."""
+  fixed = {}
+
+  @jax.jit
+  def generate_preview(params, batch):
+    encoders = ({n: params[n] for n in ENCODERS} if joint
+                else frozen_encoders)
+    z = _noise(jax.random.PRNGKey(0), num_clips, config)
+    return generate(modules, params["generator"], encoders, batch, z)
+
+  def summary_fn(state, step):
+    del step
+    if not fixed:  # Read once, at the first log step.
+      dataset = pipeline.make_dataset(
+          config.data.name, "test", global_batch_size=num_clips,
+          data_dir=data_dir, builder_kwargs=stage_runner.data_kwargs(config),
+          shuffle=False, repeat=False, manual_dir=manual_dir,
+          process_index=0, process_count=1)
+      batch = next(dataset.as_numpy_iterator())
+      fixed.update({k: batch[k] for k in ("video", "reference", "target")})
+    generated = np.asarray(generate_preview(state["params"], fixed))
+    real = fixed["target"]
+    return {"audio": {"generated": generated[..., None],
+                      "real": real[..., None]},
+            "images": {"generated_spectrogram":
+                       stage_runner.spectrogram_images(generated),
+                       "real_spectrogram":
+                       stage_runner.spectrogram_images(real)},
+            "sample_rate": config.data.sample_rate}
+  return summary_fn
