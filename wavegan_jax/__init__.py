@@ -6,8 +6,10 @@ Importing the package registers the TFDS builders (`av_digits`, `av_folder`,
 
 import os
 
-# TensorFlow only reads data here; its C++ start-up chatter is noise.
+# TensorFlow only reads data here; its C++ start-up chatter (and the oneDNN
+# notice, printed even at level 2) is noise on every command's stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from wavegan_jax import data  # pylint: disable=unused-import  # registers builders
 
