@@ -279,13 +279,18 @@ def run_benchmark(dim, slice_len, batch_size, repeats, include_reference,
   times = {r.name: {w: [] for w in WORKLOADS} for r in runners}
   for runner in runners:  # Warm-up, excluded from the times.
     for workload in WORKLOADS:
+      start = time.perf_counter()
       runner.run(workload)
+      logging.info("warm-up %s %s: %.3f s", runner.name, workload,
+                   time.perf_counter() - start)
   for _ in range(repeats):
     for workload in WORKLOADS:
       for runner in runners:
         start = time.perf_counter()
         runner.run(workload)
         times[runner.name][workload].append(time.perf_counter() - start)
+        logging.info("%s %s: %.3f s", runner.name, workload,
+                     times[runner.name][workload][-1])
   medians = {name: {w: statistics.median(t) for w, t in per.items()}
              for name, per in times.items()}
   results = {

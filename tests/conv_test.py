@@ -118,6 +118,23 @@ def test_fast_forward_and_gradients_are_stride1_convolutions(fn):
   assert set(strides) == {((1,), (1,))}
 
 
+@pytest.mark.parametrize("fn, reference", [
+    (conv.conv1d, conv.conv1d_reference),
+    (conv.conv_transpose1d, conv.conv_transpose1d_reference)])
+def test_second_order_gradients_match_reference(fn, reference):
+  """A gradient-penalty-like loss: d/d(kernel, x) of ||d/dx f(x)||^2."""
+  x, kernel = _random_inputs(19, 3, 4, 25, seed=9)
+
+  def penalty_grads(conv_fn):
+    def penalty(kernel, x):
+      grad_x = jax.grad(
+          lambda x: jnp.sum(jnp.tanh(conv_fn(x, kernel, 4, "SAME"))))(x)
+      return jnp.sum(grad_x ** 2)
+    return jax.jit(jax.grad(penalty, argnums=(0, 1)))(kernel, x)
+  for a, b in zip(penalty_grads(fn), penalty_grads(reference)):
+    assert _relative_error(a, b) < 1e-5
+
+
 def test_modules_share_parameters_across_implementations():
   x = jax.random.normal(jax.random.key(6), (2, 40, 3))
   for module_cls in (conv.Conv1D, conv.ConvTranspose1D):

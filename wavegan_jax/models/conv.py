@@ -62,10 +62,41 @@ def _check_args(x, kernel, stride, padding, name):
   return padding.upper()
 
 
+@jax.custom_vjp
 def _conv_stride1(x, kernel):
-  """Stride-1 VALID correlation: [B, L, Ci] x [T, Ci, Co] -> [B, L-T+1, Co]."""
+  """Stride-1 VALID correlation: [B, L, Ci] x [T, Ci, Co] -> [B, L-T+1, Co].
+
+  The custom gradient keeps every derivative, to any order, a VALID stride-1
+  convolution with explicit zero padding: autodiff's own input gradient pads
+  inside the convolution, and the kernel gradient of THAT (needed by
+  second-order terms such as WGAN-GP) takes a very slow XLA:CPU path.
+  Reverse mode only (no jvp).
+  """
   return jax.lax.conv_general_dilated(
       x, kernel, (1,), "VALID", dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _conv_stride1_fwd(x, kernel):
+  return _conv_stride1(x, kernel), (x, kernel)
+
+
+def _conv_stride1_bwd(residuals, grad_y):
+  x, kernel = residuals
+  taps = kernel.shape[0]
+  # dx[l] = sum_t dy[l - t] kernel[t]^T: a correlation of the padded dy
+  # with the flipped, transposed kernel.
+  grad_y_padded = jnp.pad(grad_y, ((0, 0), (taps - 1, taps - 1), (0, 0)))
+  grad_x = _conv_stride1(grad_y_padded,
+                         jnp.flip(kernel, 0).transpose(0, 2, 1))
+  # dkernel[t, i, o] = sum_{b, q} x[b, q + t, i] dy[b, q, o]: batch and
+  # channels swap roles, dy is the window.
+  grad_kernel = jax.lax.conv_general_dilated(
+      x, grad_y, (1,), "VALID",
+      dimension_numbers=("CWN", "IWO", "WNC"))
+  return grad_x, grad_kernel.astype(kernel.dtype)
+
+
+_conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
 
 
 def _pad_or_crop(x, left, right):
