@@ -1,0 +1,173 @@
+"""End-to-end tests of launch/evaluate.py and wavegan_jax.evaluation.evaluate.
+
+One module-scoped run trains av_digits:tiny and judges:tiny side by side
+(workdirs <tmp>/av and <tmp>/judges, so the default judges dir W/../judges
+is exercised); the evaluation then uses 16 examples.
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import av_digits as av_digits_config
+from experiments import judges as judges_config
+from experiments import wavegan as wavegan_config
+from wavegan_jax.evaluation import evaluate
+from wavegan_jax.training import trainer
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+AV_KEYS = {
+    "digit_accuracy", "speaker_accuracy", "sync_error_ms_median", "fad",
+    "fad_real_floor", "inception_score", "real_inception_score", "pesq",
+    "stoi", "real_digit_accuracy", "real_speaker_accuracy", "num_examples",
+    "sync_undetected", "real_sync_error_ms_median", "inception_score_std",
+    "real_inception_score_std", "inception_splits", "pesq_failed",
+    "stoi_failed", "stft_distance", "split", "judges_workdir"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, manual_dir, av_digits_data_dir):
+  """(runs dir, data dir): tiny AV run in runs/av, judges in runs/judges."""
+  runs = tmp_path_factory.mktemp("runs")
+  for name, config in (("av", av_digits_config.get_config("tiny")),
+                       ("judges", judges_config.get_config("tiny"))):
+    trainer.train_and_evaluate(config, str(runs / name),
+                               manual_dir=str(manual_dir),
+                               data_dir=str(av_digits_data_dir))
+  return runs, av_digits_data_dir
+
+
+@pytest.fixture(scope="module")
+def av_results(trained, manual_dir):
+  runs, data_dir = trained
+  results = evaluate.evaluate(str(runs / "av"), num_examples=16,
+                              manual_dir=str(manual_dir),
+                              data_dir=str(data_dir), batch_size=8)
+  return runs / "av" / "eval", results
+
+
+def test_av_metrics_json_has_every_key(av_results):
+  eval_dir, results = av_results
+  written = json.loads((eval_dir / "metrics.json").read_text())
+  assert written == results
+  assert set(written) == AV_KEYS
+  assert written["num_examples"] == 16 and written["split"] == "test"
+  assert written["inception_splits"] == 10
+  for key in ("digit_accuracy", "speaker_accuracy", "real_digit_accuracy",
+              "real_speaker_accuracy"):
+    assert 0.0 <= written[key] <= 1.0 and written[key] * 16 == int(
+        written[key] * 16), key
+  for key in ("fad", "fad_real_floor", "stft_distance"):
+    assert np.isfinite(written[key]) and written[key] >= -1e-6, key
+  for key in ("inception_score", "real_inception_score"):
+    assert 1.0 - 1e-9 <= written[key] <= 10.0, key
+  # Real targets start at the visual onset: their sync error is small.
+  assert 0.0 <= written["real_sync_error_ms_median"] < 200.0
+  assert written["sync_undetected"] + written["pesq_failed"] >= 0
+  for key in ("pesq", "stoi", "sync_error_ms_median"):
+    assert written[key] is None or np.isfinite(written[key]), key
+  assert written["judges_workdir"] == str(eval_dir.parent.parent / "judges")
+
+
+def test_av_report_links_images_and_wavs_that_exist(av_results):
+  eval_dir, results = av_results
+  report = (eval_dir / "report.md").read_text()
+  links = re.findall(r"\]\(([^)]+)\)", report)
+  images = [link for link in links if link.endswith(".png")]
+  wavs = [link for link in links if link.endswith(".wav")]
+  assert set(images) == {"confusion_matrix.png", "spectrograms.png"}
+  assert len(wavs) == 12  # 4 examples x generated, real, reference.
+  for link in links:
+    assert (eval_dir / link).stat().st_size > 100, link
+  import soundfile  # pylint: disable=g-import-not-at-top
+  audio, rate = soundfile.read(eval_dir / wavs[0])
+  assert rate == 8000 and audio.shape == (8192,)
+  assert f"| digit accuracy | {results['digit_accuracy']:.4g} |" in report
+
+
+def _run_evaluate(*flags):
+  return subprocess.Popen(
+      [sys.executable, str(REPO / "launch" / "evaluate.py"), *flags],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_bad_input_exits_2_with_one_line(trained, tmp_path, manual_dir):
+  runs, data_dir = trained
+  untrained = tmp_path / "untrained"
+  untrained.mkdir()
+  shutil.copy(runs / "av" / "config.json", untrained / "config.json")
+  common = [f"--manual_dir={manual_dir}", f"--data_dir={data_dir}"]
+  cases = {
+      "no generator": (
+          [f"--workdir={untrained}", f"--judges_workdir={runs / 'judges'}"],
+          f"error: no trained generator export at "
+          f"{untrained / 'generator' / 'export'}; train it first"),
+      "no judges": (
+          [f"--workdir={runs / 'av'}", f"--judges_workdir={tmp_path}"],
+          f"error: no trained judges export at "
+          f"{tmp_path / 'judges' / 'export'}; train the judges first"),
+      "unknown split": (
+          [f"--workdir={runs / 'av'}", "--split=validation",
+           "--num_examples=4"],
+          "error: unknown split 'validation'; av_digits has "
+          "['test', 'train']"),
+      "missing workdir": (
+          [f"--workdir={tmp_path / 'nowhere'}"],
+          f"error: workdir {tmp_path / 'nowhere'} does not exist"),
+  }
+  # All at once: most of each run is starting Python and importing JAX.
+  processes = {name: _run_evaluate(*flags, *common)
+               for name, (flags, _) in cases.items()}
+  for name, process in processes.items():
+    _, stderr = process.communicate(timeout=300)
+    # TensorFlow's C++ start-up lines (oneDNN notice) may come first.
+    errors = [line for line in stderr.splitlines()
+              if line.startswith("error:")]
+    assert process.returncode == 2, (name, stderr)
+    assert len(errors) == 1 and errors[0].startswith(cases[name][1]), (
+        name, stderr)
+    assert stderr.rstrip().endswith(errors[0])
+    assert "Traceback" not in stderr
+
+
+def test_wavegan_workdir_reports_inception_and_diversity(
+    trained, tmp_path, manual_dir):
+  runs, data_dir = trained
+  workdir = tmp_path / "wavegan"
+  trainer.train_and_evaluate(wavegan_config.get_config("tiny"),
+                             str(workdir), manual_dir=str(manual_dir),
+                             data_dir=str(data_dir))
+  results = evaluate.evaluate(str(workdir), num_examples=12,
+                              judges_workdir=str(runs / "judges"),
+                              manual_dir=str(manual_dir),
+                              data_dir=str(data_dir), batch_size=6)
+  written = json.loads((workdir / "eval" / "metrics.json").read_text())
+  assert written == results
+  assert written["num_examples"] == 12
+  assert written["num_real_examples"] == 300  # FSDD test takes, 1 slice each.
+  assert written["inception_splits"] == 10
+  for key in ("inception_score", "real_inception_score"):
+    assert 1.0 - 1e-9 <= written[key] <= 10.0
+  for key in ("nn_train_distance", "nn_self_distance",
+              "real_nn_train_distance", "real_nn_self_distance"):
+    assert np.isfinite(written[key]) and written[key] >= 0.0, key
+  report = (workdir / "eval" / "report.md").read_text()
+  for link in re.findall(r"\]\(([^)]+)\)", report):
+    assert (workdir / "eval" / link).is_file(), link
+
+
+def test_fit_to_resamples_and_crops():
+  audio = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)[None]
+  fitted = evaluate.fit_to(audio, 16000, 8000, 8192)
+  assert fitted.shape == (1, 8192)
+  np.testing.assert_allclose(fitted[0, 100:7900],
+                             np.sin(2 * np.pi * 440 * np.arange(100, 7900)
+                                    / 8000), atol=0.02)
+  np.testing.assert_array_equal(fitted[0, 8000:], 0.0)

@@ -1,0 +1,92 @@
+"""Tests of the judges stage (wavegan_jax/training/judges_trainer.py)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import judges as judges_config
+from wavegan_jax.training import checkpointing
+from wavegan_jax.training import judges_trainer
+from wavegan_jax.training import stage_runner
+from wavegan_jax.training import trainer
+
+
+def test_parse_digits():
+  np.testing.assert_array_equal(
+      judges_trainer.parse_digits([b"3_theo_12", "0_george_0"]), [3, 0])
+  with pytest.raises(ValueError, match="clip id 'theo_3' is not an FSDD"):
+    judges_trainer.parse_digits([b"theo_3"])
+
+
+def test_augment_without_changes_is_identity_and_shift_is_a_roll():
+  audio = jnp.asarray(np.random.default_rng(0).normal(size=(3, 64)),
+                      jnp.float32)
+  rng = jax.random.PRNGKey(0)
+  same = judges_trainer.augment(rng, audio, max_shift=0, min_gain_db=0.0,
+                                max_gain_db=0.0, noise_std=0.0)
+  np.testing.assert_allclose(same, audio, rtol=1e-6)
+  shifted = np.asarray(judges_trainer.augment(
+      rng, audio, max_shift=5, min_gain_db=0.0, max_gain_db=0.0,
+      noise_std=0.0))
+  for row, original in zip(shifted, np.asarray(audio)):
+    matches = [k for k in range(-5, 6)
+               if np.allclose(np.roll(original, k), row, rtol=1e-6)]
+    assert matches
+  quieter = judges_trainer.augment(rng, audio, max_shift=0,
+                                   min_gain_db=-20.0, max_gain_db=-20.0,
+                                   noise_std=0.0)
+  np.testing.assert_allclose(quieter, 0.1 * audio, rtol=1e-5)
+
+
+def test_weighted_accuracy_and_eval_padding():
+  logits = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+  labels = jnp.array([0, 0, 0, 1])
+  assert float(judges_trainer.weighted_accuracy(
+      logits, labels, jnp.ones(4))) == 0.75
+  assert float(judges_trainer.weighted_accuracy(
+      logits, labels, jnp.array([1.0, 1.0, 0.0, 0.0]))) == 0.5
+  clips = {"target": np.ones((10, 8), np.float32),
+           "digit": np.arange(10, dtype=np.int32),
+           "speaker": np.zeros(10, np.int32)}
+  fields = judges_trainer.eval_fields(clips, global_batch_size=4)
+  assert fields["eval_audio"].shape == (12, 8)
+  np.testing.assert_array_equal(fields["eval_weight"], [1] * 10 + [0] * 2)
+  np.testing.assert_array_equal(fields["eval_digit"][:10], np.arange(10))
+
+
+def test_tiny_judges_train_and_report_test_accuracy(
+    tmp_path, manual_dir, av_digits_data_dir):
+  config = judges_config.get_config("tiny")
+  results = trainer.train_and_evaluate(
+      config, str(tmp_path), manual_dir=str(manual_dir),
+      data_dir=str(av_digits_data_dir))
+  final = json.loads((tmp_path / "judges" / "final_metrics.json").read_text())
+  assert final["step"] == 4 and results["judges"] == {
+      k: v for k, v in final.items() if k != "step"}
+  for key in ("test_digit_accuracy", "test_speaker_accuracy",
+              "digit_accuracy", "speaker_accuracy"):
+    assert 0.0 <= final[key] <= 1.0, key
+  # 300 test takes: accuracies are multiples of 1/300.
+  assert final["test_digit_accuracy"] * 300 == pytest.approx(
+      round(final["test_digit_accuracy"] * 300), abs=1e-3)
+  lines = [json.loads(line) for line in
+           (tmp_path / "judges" / "metrics.jsonl").read_text().splitlines()]
+  assert [line["step"] for line in lines] == [2, 4]
+  assert "test_digit_accuracy" in lines[-1]
+  assert "test_digit_accuracy" not in lines[0]
+  judge = judges_trainer.model(config)
+  expected = jax.eval_shape(lambda: judge.init(
+      jax.random.PRNGKey(0), jnp.zeros((1, 8192)))["params"])
+  params = checkpointing.load_params(
+      stage_runner.export_path(str(tmp_path), "judges"), expected)
+  assert jax.tree.structure(params) == jax.tree.structure(expected)
+
+
+def test_judges_config_variants():
+  assert judges_config.get_config().train.num_steps == 800
+  assert judges_config.get_config("tiny").judges.model.channels == (4, 8)
+  with pytest.raises(ValueError, match="Unknown judges variant 'huge'"):
+    judges_config.get_config("huge")

@@ -1,0 +1,419 @@
+"""`launch/evaluate.py`: scores a trained workdir with the judges.
+
+Two kinds of workdir (told apart by W/config.json, as the trainer does):
+
+* Audio-visual (an `acoustic` block): the generator export generates audio
+  for (a seeded subset of) an AV-digits split, batched under jit; the judges
+  (`experiments/judges.py`) score it next to the real targets of the same
+  examples. metrics.json holds digit / speaker accuracy, the onset sync
+  error, FAD (and its real-train vs real-test floor), inception scores,
+  PESQ, STOI and the multi-resolution STFT distance (see `evaluate_av`).
+* Unconditional WaveGAN (a `wavegan` block): the inception score of N
+  generated clips next to the real test clips', and the WaveGAN paper's
+  nearest-neighbour figures in judge-embedding space (`evaluate_wavegan`).
+
+The judges hear 8 kHz audio of their config's clip length (8192 samples):
+audio at another rate is resampled (scipy's polyphase filter) and then
+cropped or zero-padded at the end to that length.
+
+Results go to W/eval/metrics.json and W/eval/report.md (`report.py`).
+"""
+
+import json
+import math
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import scipy.signal
+
+from wavegan_jax.data import pipeline
+from wavegan_jax.evaluation import metrics as metrics_lib
+from wavegan_jax.evaluation import report
+from wavegan_jax.training import av_generator
+from wavegan_jax.training import checkpointing
+from wavegan_jax.training import judges_trainer
+from wavegan_jax.training import stage_runner
+from wavegan_jax.training import wavegan_trainer
+
+EVAL_DIR = "eval"
+METRICS_FILE = "metrics.json"
+DEFAULT_WAVEGAN_EXAMPLES = 1000
+
+
+class EvaluationError(stage_runner.UserFacingError):
+  """Bad input to the evaluation (missing export, judges, unknown split)."""
+
+
+def read_config(workdir: str, what: str = "workdir"
+                ) -> ml_collections.ConfigDict:
+  """The resolved config a training run wrote to <workdir>/config.json."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise EvaluationError(f"{what} {workdir} has no config.json: not a "
+                          "trained run directory")
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except ValueError as error:
+    raise EvaluationError(f"{path} is not valid JSON ({error})") from error
+
+
+def _require_export(workdir: str, stage: str, hint: str) -> str:
+  path = stage_runner.export_path(workdir, stage)
+  if not os.path.isdir(path):
+    raise EvaluationError(f"no trained {stage} export at {path}; {hint}")
+  return path
+
+
+def fit_to(audio: np.ndarray, sample_rate: int, target_rate: int,
+           num_samples: int) -> np.ndarray:
+  """[B, N] audio resampled to target_rate, cropped / padded to num_samples."""
+  audio = np.asarray(audio, np.float32)
+  if sample_rate != target_rate:
+    divisor = math.gcd(sample_rate, target_rate)
+    audio = scipy.signal.resample_poly(
+        audio, target_rate // divisor, sample_rate // divisor,
+        axis=-1).astype(np.float32)
+  if audio.shape[1] >= num_samples:
+    return audio[:, :num_samples]
+  return np.pad(audio, ((0, 0), (0, num_samples - audio.shape[1])))
+
+
+def batched(fn, arrays: list, batch_size: int) -> list:
+  """fn over the rows of arrays, in equal padded chunks (one compile)."""
+  count = len(arrays[0])
+  size = min(batch_size, count)
+  results = []
+  for start in range(0, count, size):
+    chunk = [a[start:start + size] for a in arrays]
+    used = len(chunk[0])
+    chunk = [np.concatenate([c, np.zeros((size - used,) + c.shape[1:],
+                                         c.dtype)]) for c in chunk]
+    results.append(jax.tree.map(lambda x, n=used: np.asarray(x)[:n],
+                                fn(*chunk)))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *results)
+
+
+class Judges:
+  """The trained digit / speaker judges of a judges workdir."""
+
+  def __init__(self, judges_workdir: str):
+    path = _require_export(
+        judges_workdir, judges_trainer.STAGE,
+        "train the judges first: python launch/train.py "
+        f"--config=experiments/judges.py --workdir={judges_workdir}")
+    config = read_config(judges_workdir, "judges workdir")
+    self.model = judges_trainer.model(config)
+    self.sample_rate = config.data.sample_rate
+    self.num_samples = config.data.num_samples
+    expected = jax.eval_shape(lambda: self.model.init(
+        jax.random.PRNGKey(0),
+        jnp.zeros((1, self.num_samples), jnp.float32))["params"])
+    self.params = checkpointing.load_params(path, expected, name="judges")
+    self._apply = jax.jit(
+        lambda params, audio: self.model.apply({"params": params}, audio))
+
+  def __call__(self, audio, sample_rate: int, batch_size: int = 64) -> dict:
+    """Judges' outputs for [B, N] audio at `sample_rate`.
+
+    Returns:
+      {'digit_probabilities' [B, 10], 'speaker_probabilities' [B, 6],
+       'embedding' [B, E]} as numpy arrays.
+    """
+    audio = fit_to(audio, sample_rate, self.sample_rate, self.num_samples)
+
+    def run(chunk):
+      outputs = self._apply(self.params, chunk)
+      return {"digit_probabilities": jax.nn.softmax(outputs["digit_logits"]),
+              "speaker_probabilities": jax.nn.softmax(
+                  outputs["speaker_logits"]),
+              "embedding": outputs["embedding"]}
+    return batched(run, [audio], batch_size)
+
+
+def check_split(config: ml_collections.ConfigDict, split: str,
+                manual_dir: Optional[str], data_dir: Optional[str],
+                builder_kwargs: dict) -> None:
+  """Raises EvaluationError unless `split` names a split of the data."""
+  try:
+    builder, _ = pipeline.prepare_dataset(config.data.name, data_dir,
+                                          manual_dir, builder_kwargs)
+  except FileNotFoundError as error:
+    raise EvaluationError(str(error)) from error
+  splits = sorted(builder.info.splits.keys())
+  if split.split("[")[0] not in splits:
+    raise EvaluationError(f"unknown split {split!r}; {config.data.name} has "
+                          f"{splits}")
+
+
+def _subset(count: int, limit: Optional[int], seed: int) -> np.ndarray:
+  """Sorted indices of a seeded random subset (all when limit is None)."""
+  if limit is None or limit >= count:
+    return np.arange(count)
+  if limit < 2:
+    raise EvaluationError(f"num_examples must be >= 2, got {limit}")
+  return np.sort(np.random.default_rng(seed).permutation(count)[:limit])
+
+
+# --- Audio-visual workdirs ---------------------------------------------------
+
+
+def load_av_generator(config, workdir):
+  """(modules, export params) of the generator stage, shape-checked."""
+  path = _require_export(
+      workdir, av_generator.STAGE,
+      f"train it first: python launch/train.py --config=... "
+      f"--workdir={workdir}")
+  modules = av_generator.models(config)
+  inputs = av_generator.example_inputs(config)
+  noise = config.generator.model.get("noise_features", 0)
+
+  def init():
+    key = jax.random.PRNGKey(0)
+    encoders = {
+        "acoustic": modules["acoustic"].init(key, inputs["target"])["params"],
+        "visual": modules["visual"].init(key, inputs["video"])["params"]}
+    contexts = av_generator.conditioning(modules, encoders, inputs)
+    z = jnp.zeros((1, noise)) if noise else None
+    return {"generator": modules["generator"].init(key, *contexts,
+                                                   z=z)["params"],
+            **encoders}
+  params = checkpointing.load_params(path, jax.eval_shape(init),
+                                     name="generator")
+  return modules, params
+
+
+def generate_av(config, modules, params, video, reference, *, seed: int,
+                batch_size: int) -> np.ndarray:
+  """Generated waveforms [B, N] for the given videos and references."""
+  noise = config.generator.model.get("noise_features", 0)
+  encoders = {name: params[name] for name in av_generator.ENCODERS}
+  rng = np.random.default_rng(seed)
+  z_all = rng.standard_normal((len(video), max(noise, 1))).astype(np.float32)
+
+  @jax.jit
+  def run(video, reference, z):
+    return av_generator.generate(
+        modules, params["generator"], encoders,
+        {"video": video, "reference": reference}, z if noise else None)
+  return batched(run, [video, reference, z_all], batch_size)
+
+
+def evaluate_av(config, workdir, judges: Judges, *, split: str,
+                num_examples: Optional[int], manual_dir, data_dir,
+                batch_size: int, seed: int) -> dict:
+  """Generates for an AV-digits split and scores it; writes W/eval/."""
+  modules, params = load_av_generator(config, workdir)
+  check_split(config, split, manual_dir, data_dir,
+              stage_runner.data_kwargs(config))
+  fields = ("video", "target", "reference", "digit", "speaker", "onset_frame",
+            "target_id", "reference_id")
+  clips = judges_trainer.split_clips(config, split, manual_dir=manual_dir,
+                                     data_dir=data_dir, fields=fields)
+  keep = _subset(len(clips["target"]), num_examples, seed)
+  clips = {key: value[keep] for key, value in clips.items()}
+  count = len(keep)
+  # The floor of FAD: as many real train takes as examples, drawn at random.
+  train = judges_trainer.split_clips(config, "train", manual_dir=manual_dir,
+                                     data_dir=data_dir, fields=("target",))
+  train_audio = train["target"][_subset(len(train["target"]), count,
+                                        seed + 1)]
+
+  generated = generate_av(config, modules, params, clips["video"],
+                          clips["reference"], seed=seed,
+                          batch_size=batch_size)
+  rate = config.data.sample_rate
+  real = clips["target"]
+  judged = judges(generated, rate, batch_size)
+  judged_real = judges(real, rate, batch_size)
+  judged_train = judges(train_audio, rate, batch_size)
+
+  splits = min(10, count)
+  samples_per_frame = config.data.num_samples // config.data.num_frames
+  sync, sync_median = metrics_lib.sync_error_ms(
+      generated, clips["onset_frame"], samples_per_frame, rate)
+  _, real_sync_median = metrics_lib.sync_error_ms(
+      real, clips["onset_frame"], samples_per_frame, rate)
+  pesq = metrics_lib.pesq_nb(real, generated, rate)
+  stoi = metrics_lib.stoi(real, generated, rate)
+  inception = metrics_lib.inception_score(judged["digit_probabilities"],
+                                          splits)
+  real_inception = metrics_lib.inception_score(
+      judged_real["digit_probabilities"], splits)
+  stft = metrics_lib.multi_resolution_stft_distance(generated, real)
+  digit_predictions = judged["digit_probabilities"].argmax(-1)
+  safe = metrics_lib.safe_float
+  results = {
+      "num_examples": count,
+      "split": split,
+      "digit_accuracy": metrics_lib.accuracy(digit_predictions,
+                                             clips["digit"]),
+      "speaker_accuracy": metrics_lib.accuracy(
+          judged["speaker_probabilities"], clips["speaker"]),
+      "real_digit_accuracy": metrics_lib.accuracy(
+          judged_real["digit_probabilities"], clips["digit"]),
+      "real_speaker_accuracy": metrics_lib.accuracy(
+          judged_real["speaker_probabilities"], clips["speaker"]),
+      "sync_error_ms_median": safe(sync_median),
+      "sync_undetected": int(np.sum(~np.isfinite(sync))),
+      "real_sync_error_ms_median": safe(real_sync_median),
+      "fad": metrics_lib.frechet_distance(judged["embedding"],
+                                          judged_real["embedding"]),
+      "fad_real_floor": metrics_lib.frechet_distance(
+          judged_train["embedding"], judged_real["embedding"]),
+      "inception_score": inception[0],
+      "inception_score_std": inception[1],
+      "real_inception_score": real_inception[0],
+      "real_inception_score_std": real_inception[1],
+      "inception_splits": splits,
+      "pesq": safe(pesq.mean),
+      "pesq_failed": pesq.num_failed,
+      "stoi": safe(stoi.mean),
+      "stoi_failed": stoi.num_failed,
+      "stft_distance": stft["total"],
+  }
+  output_dir = os.path.join(workdir, EVAL_DIR)
+  report.write_av_report(
+      output_dir, results, generated=generated, real=real,
+      reference=clips["reference"], digits=clips["digit"],
+      digit_predictions=digit_predictions,
+      target_ids=clips["target_id"], sample_rate=rate)
+  return results
+
+
+# --- Unconditional WaveGAN workdirs -------------------------------------------
+
+
+def _mono(audio: np.ndarray) -> np.ndarray:
+  """[B, N, C] -> [B, N] (channel mean)."""
+  audio = np.asarray(audio, np.float32)
+  return audio.mean(axis=-1) if audio.ndim == 3 else audio
+
+
+def _audio_folder_split(config, split, manual_dir, data_dir) -> np.ndarray:
+  dataset = pipeline.make_dataset(
+      config.data.name, split, global_batch_size=64, data_dir=data_dir,
+      builder_kwargs=dict(config.data.builder_kwargs), shuffle=False,
+      repeat=False, drop_remainder=False, process_index=0, process_count=1,
+      manual_dir=manual_dir)
+  return np.concatenate([_mono(batch["audio"])
+                         for batch in dataset.as_numpy_iterator()])
+
+
+def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
+                     num_examples: Optional[int], manual_dir, data_dir,
+                     batch_size: int, seed: int) -> dict:
+  """IS and nearest-neighbour figures of generated vs real clips."""
+  path = _require_export(
+      workdir, wavegan_trainer.STAGE,
+      "train it first: python launch/train.py "
+      f"--config=experiments/wavegan.py --workdir={workdir}")
+  generator, _ = wavegan_trainer.models(config)
+  latent_dim = config.wavegan.latent_dim
+  expected = jax.eval_shape(lambda: {"generator": generator.init(
+      jax.random.PRNGKey(0), jnp.zeros((1, latent_dim)))["params"]})
+  params = checkpointing.load_params(path, expected, name="wavegan")
+  folder_dir = (None if manual_dir is None else
+                os.path.join(manual_dir, config.data.folder))
+  check_split(config, split, folder_dir, data_dir,
+              dict(config.data.builder_kwargs))
+  count = num_examples or DEFAULT_WAVEGAN_EXAMPLES
+  if count < 2:
+    raise EvaluationError(f"num_examples must be >= 2, got {count}")
+  latents = np.asarray(wavegan_trainer.sample_latents(
+      jax.random.PRNGKey(seed), count, latent_dim))
+
+  @jax.jit
+  def run(z):
+    return generator.apply({"params": params["generator"]}, z)
+  generated = _mono(batched(run, [latents], batch_size))
+  real = _audio_folder_split(config, split, folder_dir, data_dir)
+  train = _audio_folder_split(config, "train", folder_dir, data_dir)
+  rate = config.data.builder_kwargs.sample_rate
+  judged = judges(generated, rate, batch_size)
+  judged_real = judges(real, rate, batch_size)
+  judged_train = judges(train, rate, batch_size)
+  splits = min(10, count, len(real))
+  inception = metrics_lib.inception_score(judged["digit_probabilities"],
+                                          splits)
+  real_inception = metrics_lib.inception_score(
+      judged_real["digit_probabilities"], splits)
+  nearest = metrics_lib.nearest_neighbour_distances
+  results = {
+      "num_examples": count,
+      "num_real_examples": len(real),
+      "split": split,
+      "inception_score": inception[0],
+      "inception_score_std": inception[1],
+      "real_inception_score": real_inception[0],
+      "real_inception_score_std": real_inception[1],
+      "inception_splits": splits,
+      "nn_train_distance": float(np.mean(nearest(
+          judged["embedding"], judged_train["embedding"]))),
+      "nn_self_distance": float(np.mean(nearest(
+          judged["embedding"], judged["embedding"], exclude_self=True))),
+      "real_nn_train_distance": float(np.mean(nearest(
+          judged_real["embedding"], judged_train["embedding"]))),
+      "real_nn_self_distance": float(np.mean(nearest(
+          judged_real["embedding"], judged_real["embedding"],
+          exclude_self=True))),
+  }
+  report.write_wavegan_report(os.path.join(workdir, EVAL_DIR), results,
+                              generated=generated, real=real,
+                              sample_rate=rate)
+  return results
+
+
+def evaluate(workdir: str, *, split: str = "test",
+             judges_workdir: Optional[str] = None,
+             num_examples: Optional[int] = None,
+             manual_dir: Optional[str] = None,
+             data_dir: Optional[str] = None, batch_size: int = 32,
+             seed: int = 0) -> dict:
+  """Evaluates a trained workdir; writes W/eval/metrics.json and report.md.
+
+  Args:
+    workdir: an audio-visual or unconditional WaveGAN run directory.
+    split: the data split to generate for / compare with.
+    judges_workdir: the judges' run directory (default: W/../judges).
+    num_examples: AV: a seeded random subset of the split (default all);
+      WaveGAN: clips to generate (default 1000).
+    manual_dir: raw data folder, used when the data is not prepared yet.
+    data_dir: the TFDS data dir.
+    batch_size: generation and judging batch size.
+    seed: seed of the noise / latents and of the subsets.
+
+  Returns:
+    The metrics written to metrics.json.
+
+  Raises:
+    EvaluationError: bad input (the message names the path or value).
+  """
+  if not os.path.isdir(workdir):
+    raise EvaluationError(f"workdir {workdir} does not exist")
+  config = read_config(workdir)
+  if judges_workdir is None:
+    judges_workdir = os.path.join(
+        os.path.dirname(os.path.abspath(workdir)), "judges")
+  manual_dir = manual_dir or os.environ.get("WAVEGAN_MANUAL_DIR")
+  if manual_dir is not None and not os.path.isdir(manual_dir):
+    raise EvaluationError(f"manual dir {manual_dir} does not exist")
+  if "acoustic" in config:
+    evaluate_fn = evaluate_av
+  elif "wavegan" in config:
+    evaluate_fn = evaluate_wavegan
+  else:
+    raise EvaluationError(f"{workdir}/config.json has no acoustic or wavegan "
+                          "block: not a generator run to evaluate")
+  judges = Judges(judges_workdir)
+  results = evaluate_fn(config, workdir, judges, split=split,
+                        num_examples=num_examples, manual_dir=manual_dir,
+                        data_dir=data_dir, batch_size=batch_size, seed=seed)
+  results["judges_workdir"] = os.path.abspath(judges_workdir)
+  with open(os.path.join(workdir, EVAL_DIR, METRICS_FILE), "w") as f:
+    json.dump(results, f, indent=1)
+  return results

@@ -1,0 +1,235 @@
+"""The 'judges' stage: the digit + speaker classifier of real speech.
+
+Trains `AudioJudge` with the sum of the digit and speaker cross-entropies on
+real FSDD training takes: the AV-digits train split's `target` clips (one
+training take at a random onset) and, with `judges.use_references`, its
+`reference` clips (another take of the same speaker, whose digit is parsed
+from `reference_id` '{digit}_{speaker}_{take}'). Every clip is augmented
+(random circular shift, gain and a little white noise).
+
+Test accuracy without a post-training hook in stage_runner: the batch of the
+LAST step also carries the whole evaluation split (`judges.eval_split`, the
+FSDD test takes), padded to a multiple of the batch size with zero-weight
+rows; the step then classifies it with the updated (= exported) params and
+returns `<split>_digit_accuracy` and `<split>_speaker_accuracy` among its
+metrics, which stage_runner writes to <workdir>/judges/final_metrics.json.
+That step compiles once more (a different batch structure).
+"""
+
+import functools
+from typing import Iterator, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from wavegan_jax.data import pipeline
+from wavegan_jax.models import judge as judge_lib
+from wavegan_jax.training import stage_runner
+from wavegan_jax.training import state as state_lib
+
+STAGE = "judges"
+EVAL_PREFIX = "eval_"  # Batch fields of the evaluation split.
+
+
+def model(config: ml_collections.ConfigDict) -> judge_lib.AudioJudge:
+  """The AudioJudge of a judges config (its `judges.model` kwargs)."""
+  return judge_lib.AudioJudge(sample_rate=config.data.sample_rate,
+                              **config.judges.model)
+
+
+def parse_digits(clip_ids) -> np.ndarray:
+  """Digits of FSDD stems '{digit}_{speaker}_{take}' (bytes or str) -> int32.
+
+  Raises:
+    ValueError: naming the first id that is not such a stem.
+  """
+  digits = []
+  for clip_id in np.asarray(clip_ids).reshape(-1):
+    text = clip_id.decode() if isinstance(clip_id, bytes) else str(clip_id)
+    head = text.split("_", 1)[0]
+    if not head.isdigit() or "_" not in text:
+      raise ValueError(f"clip id {text!r} is not an FSDD stem "
+                       "'{digit}_{speaker}_{take}'")
+    digits.append(int(head))
+  return np.asarray(digits, np.int32)
+
+
+def split_clips(config: ml_collections.ConfigDict, split: str, *,
+                manual_dir: Optional[str] = None,
+                data_dir: Optional[str] = None,
+                fields=("target", "digit", "speaker"),
+                limit: Optional[int] = None) -> dict:
+  """A whole AV-digits split in file order, as numpy arrays.
+
+  Args:
+    config: a config with an av_digits `data` block.
+    split: the TFDS split (e.g. 'test', 'train[:100]').
+    manual_dir: raw data folder, used when the data is not prepared yet.
+    data_dir: the TFDS data dir.
+    fields: the fields to keep.
+    limit: keep at most this many examples.
+
+  Returns:
+    {field: array [num_examples, ...]}.
+  """
+  dataset = pipeline.make_dataset(
+      config.data.name, split, global_batch_size=64, data_dir=data_dir,
+      builder_kwargs=stage_runner.data_kwargs(config), shuffle=False,
+      repeat=False, drop_remainder=False, process_index=0, process_count=1,
+      manual_dir=manual_dir)
+  if limit is not None:
+    dataset = dataset.unbatch().take(limit).batch(64)
+  parts = {field: [] for field in fields}
+  for batch in dataset.as_numpy_iterator():
+    for field in fields:
+      parts[field].append(batch[field])
+  return {field: np.concatenate(values) for field, values in parts.items()}
+
+
+def augment(rng: jax.Array, audio: jax.Array, *, max_shift: int,
+            min_gain_db: float, max_gain_db: float,
+            noise_std: float) -> jax.Array:
+  """Random circular shift, gain and white noise of each clip [B, N]."""
+  shift_rng, gain_rng, noise_rng, level_rng = jax.random.split(rng, 4)
+  batch = audio.shape[0]
+  if max_shift:
+    shifts = jax.random.randint(shift_rng, (batch,), -max_shift,
+                                max_shift + 1)
+    audio = jax.vmap(jnp.roll)(audio, shifts)
+  gain_db = jax.random.uniform(gain_rng, (batch, 1), minval=min_gain_db,
+                               maxval=max_gain_db)
+  audio = audio * 10.0 ** (gain_db / 20.0)
+  if noise_std:
+    level = jax.random.uniform(level_rng, (batch, 1), maxval=noise_std)
+    audio = audio + level * jax.random.normal(noise_rng, audio.shape)
+  return audio
+
+
+def weighted_accuracy(logits, labels, weights) -> jax.Array:
+  """sum(weight * [argmax == label]) / sum(weight)."""
+  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  return jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def _step(state, batch, rng, *, judge, optimizer, augment_kwargs, weights,
+          use_references, eval_split):
+  """One Adam step; on a batch with eval_* fields also the eval accuracy."""
+  audio, digits, speakers = batch["target"], batch["digit"], batch["speaker"]
+  if use_references:
+    audio = jnp.concatenate([audio, batch["reference"]], axis=0)
+    digits = jnp.concatenate([digits, batch["reference_digit"]], axis=0)
+    speakers = jnp.concatenate([speakers, batch["speaker"]], axis=0)
+  augment_rng, dropout_rng = jax.random.split(rng)
+  audio = augment(augment_rng, audio, **augment_kwargs)
+
+  def loss_fn(params):
+    outputs = judge.apply({"params": params}, audio, train=True,
+                          rngs={"dropout": dropout_rng})
+    terms = {
+        "digit": jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+            outputs["digit_logits"], digits)),
+        "speaker": jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+            outputs["speaker_logits"], speakers)),
+    }
+    total = sum(weights[name] * value for name, value in terms.items())
+    return total, (terms, outputs)
+
+  (total, (terms, outputs)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state["params"][STAGE])
+  state = state_lib.apply_gradients(state, STAGE, grads, optimizer)
+  state = state_lib.increment_step(state)
+  grad_norm = state_lib.global_norm(grads)
+  ones = jnp.ones(digits.shape, jnp.float32)
+  metrics = {
+      "loss": total, "digit_loss": terms["digit"],
+      "speaker_loss": terms["speaker"],
+      "digit_accuracy": weighted_accuracy(outputs["digit_logits"], digits,
+                                          ones),
+      "speaker_accuracy": weighted_accuracy(outputs["speaker_logits"],
+                                            speakers, ones),
+      "grad_norm": grad_norm,
+      "learning_rate": state_lib.learning_rate_of(state["opt_state"][STAGE]),
+      "is_finite": jnp.isfinite(total) & jnp.isfinite(grad_norm)}
+  if EVAL_PREFIX + "audio" in batch:
+    evaluated = judge.apply({"params": state["params"][STAGE]},
+                            batch[EVAL_PREFIX + "audio"])
+    mask = batch[EVAL_PREFIX + "weight"]
+    metrics[f"{eval_split}_digit_accuracy"] = weighted_accuracy(
+        evaluated["digit_logits"], batch[EVAL_PREFIX + "digit"], mask)
+    metrics[f"{eval_split}_speaker_accuracy"] = weighted_accuracy(
+        evaluated["speaker_logits"], batch[EVAL_PREFIX + "speaker"], mask)
+  return state, metrics
+
+
+def eval_fields(clips: dict, global_batch_size: int) -> dict:
+  """This process's rows of the evaluation split, padded with weight 0.
+
+  The split is padded to a multiple of the global batch size (so that it
+  divides over the devices), and each process takes its contiguous part.
+  """
+  count = len(clips["target"])
+  padded = -(-count // global_batch_size) * global_batch_size
+  pad = padded - count
+
+  def padded_rows(values):
+    return np.concatenate(
+        [values, np.zeros((pad,) + values.shape[1:], values.dtype)])
+  fields = {
+      EVAL_PREFIX + "audio": padded_rows(clips["target"]),
+      EVAL_PREFIX + "digit": padded_rows(clips["digit"]),
+      EVAL_PREFIX + "speaker": padded_rows(clips["speaker"]),
+      EVAL_PREFIX + "weight": padded_rows(np.ones(count, np.float32)),
+  }
+  per_process = padded // jax.process_count()
+  rows = slice(jax.process_index() * per_process,
+               (jax.process_index() + 1) * per_process)
+  return {key: value[rows] for key, value in fields.items()}
+
+
+def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
+              data_dir=None) -> stage_runner.StageSpec:
+  """The StageSpec of the judges stage (see the module docstring)."""
+  train_config = stage_runner.stage_train_config(config, STAGE)
+  if config.data.name != "av_digits":
+    raise stage_runner.UserFacingError(
+        f"the judges train on av_digits clips; data.name is "
+        f"{config.data.name!r}")
+  judge = model(config)
+  optimizer = stage_runner.optimizer_from(train_config)
+  seed = config.seed + 5
+  num_steps = train_config.num_steps
+  eval_split = config.judges.eval_split
+
+  def init_fn():
+    example = jnp.zeros((1, config.data.num_samples), jnp.float32)
+    params = judge.init(jax.random.PRNGKey(seed), example)["params"]
+    return state_lib.create_train_state({STAGE: params}, {STAGE: optimizer})
+
+  step_fn = functools.partial(
+      _step, judge=judge, optimizer=optimizer,
+      augment_kwargs=dict(config.judges.augment),
+      weights=dict(config.judges.loss_weights),
+      use_references=config.judges.use_references, eval_split=eval_split)
+  train_batches = stage_runner.host_batches(
+      config, split="train", global_batch_size=train_config.batch_size,
+      seed=seed, manual_dir=manual_dir, data_dir=data_dir,
+      fields=("target", "reference", "digit", "speaker", "reference_id"))
+
+  def make_batches(start_step: int) -> Iterator[dict]:
+    for step, batch in enumerate(train_batches(start_step), start_step):
+      batch["reference_digit"] = parse_digits(batch.pop("reference_id"))
+      if step == num_steps - 1:
+        clips = split_clips(config, eval_split, manual_dir=manual_dir,
+                            data_dir=data_dir)
+        batch.update(eval_fields(clips, train_config.batch_size))
+      yield batch
+
+  return stage_runner.StageSpec(
+      name=STAGE, train_config=train_config, init_fn=init_fn,
+      step_fn=step_fn, make_batches=make_batches,
+      export_fn=lambda state: state["params"][STAGE],
+      metrics_to_show=("loss", "digit_accuracy", "speaker_accuracy"),
+      seed=seed)
