@@ -7,13 +7,10 @@ training take at a random onset) and, with `judges.use_references`, its
 from `reference_id` '{digit}_{speaker}_{take}'). Every clip is augmented
 (random circular shift, gain and a little white noise).
 
-Test accuracy without a post-training hook in stage_runner: the batch of the
-LAST step also carries the whole evaluation split (`judges.eval_split`, the
-FSDD test takes), padded to a multiple of the batch size with zero-weight
-rows; the step then classifies it with the updated (= exported) params and
-returns `<split>_digit_accuracy` and `<split>_speaker_accuracy` among its
-metrics, which stage_runner writes to <workdir>/judges/final_metrics.json.
-That step compiles once more (a different batch structure).
+After the last step the judge classifies the whole evaluation split
+(`judges.eval_split`, the FSDD test takes) with the exported params;
+`<split>_digit_accuracy` and `<split>_speaker_accuracy` go to
+<workdir>/judges/final_metrics.json.
 """
 
 import functools
@@ -31,7 +28,7 @@ from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 
 STAGE = "judges"
-EVAL_PREFIX = "eval_"  # Batch fields of the evaluation split.
+EVAL_BATCH_SIZE = 100
 
 
 def model(config: ml_collections.ConfigDict) -> judge_lib.AudioJudge:
@@ -115,8 +112,8 @@ def weighted_accuracy(logits, labels, weights) -> jax.Array:
 
 
 def _step(state, batch, rng, *, judge, optimizer, augment_kwargs, weights,
-          use_references, eval_split):
-  """One Adam step; on a batch with eval_* fields also the eval accuracy."""
+          use_references):
+  """One Adam step on the digit and speaker cross-entropies."""
   audio, digits, speakers = batch["target"], batch["digit"], batch["speaker"]
   if use_references:
     audio = jnp.concatenate([audio, batch["reference"]], axis=0)
@@ -153,40 +150,23 @@ def _step(state, batch, rng, *, judge, optimizer, augment_kwargs, weights,
       "grad_norm": grad_norm,
       "learning_rate": state_lib.learning_rate_of(state["opt_state"][STAGE]),
       "is_finite": jnp.isfinite(total) & jnp.isfinite(grad_norm)}
-  if EVAL_PREFIX + "audio" in batch:
-    evaluated = judge.apply({"params": state["params"][STAGE]},
-                            batch[EVAL_PREFIX + "audio"])
-    mask = batch[EVAL_PREFIX + "weight"]
-    metrics[f"{eval_split}_digit_accuracy"] = weighted_accuracy(
-        evaluated["digit_logits"], batch[EVAL_PREFIX + "digit"], mask)
-    metrics[f"{eval_split}_speaker_accuracy"] = weighted_accuracy(
-        evaluated["speaker_logits"], batch[EVAL_PREFIX + "speaker"], mask)
   return state, metrics
 
 
-def eval_fields(clips: dict, global_batch_size: int) -> dict:
-  """This process's rows of the evaluation split, padded with weight 0.
-
-  The split is padded to a multiple of the global batch size (so that it
-  divides over the devices), and each process takes its contiguous part.
-  """
+def held_out_accuracy(judge, params, clips: dict, split: str) -> dict:
+  """Digit and speaker accuracy of the judge on every clip of a split."""
+  classify = jax.jit(lambda audio: judge.apply({"params": params}, audio))
+  digit_hits = speaker_hits = 0
   count = len(clips["target"])
-  padded = -(-count // global_batch_size) * global_batch_size
-  pad = padded - count
-
-  def padded_rows(values):
-    return np.concatenate(
-        [values, np.zeros((pad,) + values.shape[1:], values.dtype)])
-  fields = {
-      EVAL_PREFIX + "audio": padded_rows(clips["target"]),
-      EVAL_PREFIX + "digit": padded_rows(clips["digit"]),
-      EVAL_PREFIX + "speaker": padded_rows(clips["speaker"]),
-      EVAL_PREFIX + "weight": padded_rows(np.ones(count, np.float32)),
-  }
-  per_process = padded // jax.process_count()
-  rows = slice(jax.process_index() * per_process,
-               (jax.process_index() + 1) * per_process)
-  return {key: value[rows] for key, value in fields.items()}
+  for start in range(0, count, EVAL_BATCH_SIZE):
+    part = slice(start, start + EVAL_BATCH_SIZE)
+    outputs = classify(clips["target"][part])
+    digit_hits += int(np.sum(np.argmax(outputs["digit_logits"], -1) ==
+                             clips["digit"][part]))
+    speaker_hits += int(np.sum(np.argmax(outputs["speaker_logits"], -1) ==
+                               clips["speaker"][part]))
+  return {f"{split}_digit_accuracy": digit_hits / count,
+          f"{split}_speaker_accuracy": speaker_hits / count}
 
 
 def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
@@ -200,7 +180,6 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   judge = model(config)
   optimizer = stage_runner.optimizer_from(train_config)
   seed = config.seed + 5
-  num_steps = train_config.num_steps
   eval_split = config.judges.eval_split
 
   def init_fn():
@@ -212,24 +191,25 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
       _step, judge=judge, optimizer=optimizer,
       augment_kwargs=dict(config.judges.augment),
       weights=dict(config.judges.loss_weights),
-      use_references=config.judges.use_references, eval_split=eval_split)
+      use_references=config.judges.use_references)
   train_batches = stage_runner.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
       fields=("target", "reference", "digit", "speaker", "reference_id"))
 
   def make_batches(start_step: int) -> Iterator[dict]:
-    for step, batch in enumerate(train_batches(start_step), start_step):
+    for batch in train_batches(start_step):
       batch["reference_digit"] = parse_digits(batch.pop("reference_id"))
-      if step == num_steps - 1:
-        clips = split_clips(config, eval_split, manual_dir=manual_dir,
-                            data_dir=data_dir)
-        batch.update(eval_fields(clips, train_config.batch_size))
       yield batch
+
+  def final_fn(state) -> dict:
+    clips = split_clips(config, eval_split, manual_dir=manual_dir,
+                        data_dir=data_dir)
+    return held_out_accuracy(judge, state["params"][STAGE], clips, eval_split)
 
   return stage_runner.StageSpec(
       name=STAGE, train_config=train_config, init_fn=init_fn,
       step_fn=step_fn, make_batches=make_batches,
       export_fn=lambda state: state["params"][STAGE],
       metrics_to_show=("loss", "digit_accuracy", "speaker_accuracy"),
-      seed=seed)
+      seed=seed, final_fn=final_fn)

@@ -158,6 +158,8 @@ class StageSpec:
     summary_fn: optional (state, step) -> summaries (see loop.run_stage).
     metrics_to_show: metric names for the progress bar.
     seed: the stage's seed (its base rng).
+    final_fn: optional state -> {name: float}, run once after the last step
+      (e.g. held-out accuracy); merged into final_metrics.json.
   """
   name: str
   train_config: ml_collections.ConfigDict
@@ -168,6 +170,7 @@ class StageSpec:
   summary_fn: Optional[Callable[[PyTree, int], dict]] = None
   metrics_to_show: Sequence[str] = ("loss",)
   seed: int = 0
+  final_fn: Optional[Callable[[PyTree], dict]] = None
 
 
 def export_path(workdir: str, stage: str) -> str:
@@ -189,7 +192,8 @@ def run(spec: StageSpec, workdir: str,
     init_from: params to start from when the stage has no checkpoint.
 
   Returns:
-    The metrics of the last step (host scalars).
+    The stage's final metrics as written to final_metrics.json: the step,
+    the last step's metrics and those of spec.final_fn.
   """
   stage_dir = os.path.join(workdir, spec.name)
   train_config = spec.train_config
@@ -221,7 +225,10 @@ def run(spec: StageSpec, workdir: str,
     checkpointer.close()
   checkpointing.export_params(export_path(workdir, spec.name),
                               spec.export_fn(state))
+  if spec.final_fn is not None:
+    metrics = {**metrics, **spec.final_fn(state)}
+  final = {"step": train_config.num_steps, **metrics}
   if jax.process_index() == 0:
     with open(os.path.join(stage_dir, FINAL_METRICS), "w") as f:
-      json.dump({"step": train_config.num_steps, **metrics}, f, indent=1)
-  return metrics
+      json.dump(final, f, indent=1)
+  return final
