@@ -278,9 +278,13 @@ class Conv1D(nn.Module):
   bias_init: Callable = nn.initializers.zeros
   impl: str = "fast"
 
+  def _implementations(self):
+    """(fast, reference) functions of this layer."""
+    return conv1d, conv1d_reference
+
   @nn.compact
   def __call__(self, x):
-    conv = _select(self.impl, conv1d, conv1d_reference)
+    conv = _select(self.impl, *self._implementations())
     kernel = self.param("kernel", self.kernel_init,
                         (self.kernel_size, x.shape[-1], self.features))
     y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
@@ -289,23 +293,8 @@ class Conv1D(nn.Module):
     return y
 
 
-class ConvTranspose1D(nn.Module):
+class ConvTranspose1D(Conv1D):
   """Transposed 1-D convolution; params `kernel` [K, Cin, Cout], `bias`."""
-  features: int
-  kernel_size: int
-  stride: int = 1
-  padding: str = "SAME"
-  use_bias: bool = True
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros
-  impl: str = "fast"
 
-  @nn.compact
-  def __call__(self, x):
-    conv = _select(self.impl, conv_transpose1d, conv_transpose1d_reference)
-    kernel = self.param("kernel", self.kernel_init,
-                        (self.kernel_size, x.shape[-1], self.features))
-    y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
-    if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,))
-    return y
+  def _implementations(self):
+    return conv_transpose1d, conv_transpose1d_reference
