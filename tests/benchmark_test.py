@@ -1,12 +1,17 @@
-"""Runs launch/benchmark.py's main on a tiny WaveGAN (no timing assertions)."""
+"""Runs launch/benchmark.py at tiny sizes, every section (no timing asserts)."""
 
 import importlib.util
 import json
+import math
+import subprocess
+import sys
 
 from absl import flags
 from absl.testing import flagsaver
+import pytest
 
 from tests.conftest import REPO_ROOT
+from wavegan_jax import benchmarking
 
 
 def _load_benchmark():
@@ -17,24 +22,102 @@ def _load_benchmark():
   return module
 
 
-def test_tiny_benchmark_writes_ratios_and_matching_param_counts(tmp_path):
+def _positive(value):
+  return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def test_analytic_generator_flops_by_hand():
+  # d=1, 16384: dense 100 -> 16*16; convs 16->8->4->2->1->1 at lengths
+  # 16, 64, 256, 1024, 4096, each 2 * length * 25 * C_in * C_out, batch 3.
+  convs = 2 * 25 * (16 * 16 * 8 + 64 * 8 * 4 + 256 * 4 * 2 + 1024 * 2 * 1
+                    + 4096 * 1 * 1)
+  assert benchmarking.generator_flops(1, 16384, 3) == 3 * (
+      2 * 100 * 256 + convs)
+
+
+def test_library_imports_without_torch():
+  # A fresh interpreter: importing the library must not import torch.
+  code = ("import sys, wavegan_jax.benchmarking; "
+          "print('torch' in sys.modules)")
+  completed = subprocess.run([sys.executable, "-c", code], check=True,
+                             capture_output=True, text=True)
+  assert completed.stdout.strip() == "False"
+
+
+def test_unknown_section_is_named():
+  with pytest.raises(ValueError, match=r"Unknown benchmark sections \['gpu'\]"):
+    benchmarking.run_all(["gpu"], dim=4, slice_len=16384, batch_size=2,
+                         repeats=1, sample_rate=16000, matmul_size=8,
+                         stage_config=None, stage_repeats=1,
+                         wavegan_config=None, manual_dir=None, data_dir=None,
+                         pipeline_batches=1)
+
+
+def test_pipeline_without_data_is_skipped_with_null_key():
+  results = benchmarking.run_all(
+      ["pipeline"], dim=4, slice_len=16384, batch_size=2, repeats=1,
+      sample_rate=16000, matmul_size=8, stage_config=None, stage_repeats=1,
+      wavegan_config=None, manual_dir=None, data_dir=None, pipeline_batches=1)
+  assert results["pipeline_over_consumption_min"] is None
+  assert "no data" in results["pipeline"]["skipped"]["all"]
+
+
+def test_tiny_benchmark_every_section(tmp_path, manual_dir,
+                                      av_digits_data_dir):
   benchmark = _load_benchmark()
   output = tmp_path / "benchmark.json"
   with flagsaver.flagsaver():
     flags.FLAGS(["benchmark", "--dim=4", "--slice_len=16384",
-                 "--batch_size=2", "--repeats=1", f"--output={output}"])
-    returned = benchmark.main(["benchmark"])
+                 "--batch_size=2", "--repeats=1", "--matmul_size=64",
+                 "--stage_config=experiments/av_digits.py:tiny",
+                 "--wavegan_config=experiments/wavegan.py:tiny",
+                 "--stage_repeats=1", "--pipeline_batches=2",
+                 f"--manual_dir={manual_dir}",
+                 f"--data_dir={av_digits_data_dir}", f"--output={output}"])
+    returned = benchmark.run(["benchmark"])
   results = json.loads(output.read_text())
+  assert results["sections"] == list(benchmarking.SECTIONS)
+  # Section 1.
   assert set(results["medians"]) == {"jax_fast", "torch"}
   for workload in ("generate", "g_step", "d_step"):
     ratio = results[f"ratio_{workload}"]
-    assert ratio > 0
+    assert _positive(ratio)
     assert ratio == (results["medians"]["torch"][workload]
                      / results["medians"]["jax_fast"][workload])
-    assert len(results["times"]["torch"][workload]) == 1
   # d=4: G = 100*16*64 + 16*64 + sum of 25*Cin*Cout + Cout over the layers.
   assert results["param_counts"]["jax_fast"] == {"generator": 171_585,
                                                  "discriminator": 69_249}
   assert results["param_counts"]["torch"] == results["param_counts"][
       "jax_fast"]
+  # Section 2.
+  generation = results["generation"]
+  for key in ("clips_per_s", "real_time_factor", "gflops", "peak_gflops",
+              "generate_peak_fraction"):
+    assert _positive(generation[key]), key
+  assert generation["flops_analytic"] == benchmarking.generator_flops(
+      4, 16384, 2)
+  assert generation["real_time_factor"] == pytest.approx(
+      generation["clips_per_s"] * 16384 / 16000)
+  assert results["generate_peak_fraction"] == pytest.approx(
+      generation["gflops"] / generation["peak_gflops"])
+  # Section 3: the tiny config's batch is 4.
+  assert set(results["stages"]) == {"acoustic", "visual", "generator"}
+  for stage in results["stages"].values():
+    assert stage["batch_size"] == 4
+    assert _positive(stage["step_seconds"])
+    assert _positive(stage["compile_seconds"])
+    assert stage["examples_per_s"] == pytest.approx(4 / stage["step_seconds"])
+  # Section 4: every stream, its consumption from sections 1 and 3.
+  streams = results["pipeline"]["streams"]
+  assert set(streams) == {"acoustic", "visual", "generator", "wavegan"}
+  assert results["pipeline"]["skipped"] == {}
+  for name, stream in streams.items():
+    assert _positive(stream["pipeline_examples_per_s"]), name
+    assert stream["ratio"] == pytest.approx(
+        stream["pipeline_examples_per_s"] / stream["consumed_examples_per_s"])
+  assert streams["wavegan"]["dataset"] == "audio_folder"
+  assert streams["visual"]["consumed_examples_per_s"] == (
+      results["stages"]["visual"]["examples_per_s"])
+  assert results["pipeline_over_consumption_min"] == min(
+      s["ratio"] for s in streams.values())
   assert returned["config"]["batch_size"] == 2

@@ -31,6 +31,40 @@ def test_frames_to_unit():
   np.testing.assert_array_equal(visual.frames_to_unit(floats), floats)
 
 
+def test_space_to_depth_by_hand_and_inverse():
+  # One 4x4 frame with two channels: pixel (r, c, ch) = 10 * (4r + c) + ch.
+  frame = (10 * np.arange(16).reshape(4, 4, 1) + np.arange(2)).astype(
+      np.float32)[None]
+  folded = visual.space_to_depth(jnp.asarray(frame))
+  assert folded.shape == (1, 2, 2, 8)
+  # Block (0, 1) holds pixels (0, 2), (0, 3), (1, 2), (1, 3), channels inner.
+  np.testing.assert_array_equal(
+      folded[0, 0, 1], [20, 21, 30, 31, 60, 61, 70, 71])
+  np.testing.assert_array_equal(visual.depth_to_space(folded), frame)
+
+
+def test_space_to_depth_conv_equals_stride_2_6x6_conv():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
+  kernel = rng.normal(size=(3, 3, 4 * 3, 5)).astype(np.float32)
+  folded = jax.lax.conv_general_dilated(
+      visual.space_to_depth(x), kernel, (1, 1), "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  # The same weights as a 6x6 kernel over pixels, stride 2, padding 2.
+  wide = np.zeros((6, 6, 3, 5), np.float32)
+  for di in range(3):
+    for dj in range(3):
+      for r in range(2):
+        for c in range(2):
+          block = kernel[di, dj, (2 * r + c) * 3:(2 * r + c + 1) * 3]
+          wide[2 * di + r, 2 * dj + c] = block
+  strided = jax.lax.conv_general_dilated(
+      x, wide, (2, 2), ((2, 2), (2, 2)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  assert folded.shape == strided.shape == (2, 4, 4, 5)
+  np.testing.assert_allclose(folded, strided, rtol=1e-4, atol=1e-4)
+
+
 def test_shapes_and_encode_matches_call():
   model = visual.VisualModel(**TINY)
   video = _video()
@@ -100,4 +134,4 @@ def test_default_parameter_count_matches_docstring():
   model = visual.VisualModel()
   video = jax.ShapeDtypeStruct((1, 32, 32, 32, 1), jnp.uint8)
   params = jax.eval_shape(model.init, jax.random.key(0), video)
-  assert visual.count_params(params) == 856_897
+  assert visual.count_params(params) == 959_220
