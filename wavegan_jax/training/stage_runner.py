@@ -73,11 +73,11 @@ def optimizer_from(train_config, prefix: str = ""):
 def data_kwargs(config: ml_collections.ConfigDict) -> dict:
   """The TFDS builder name and config fields of an experiment's data."""
   data = config.data
-  if data.name == "av_digits":
-    fields = dict(sample_rate=data.sample_rate, num_samples=data.num_samples,
+  fields = dict(data.get("builder_kwargs", {}))
+  if data.name in ("av_digits", "av_folder"):
+    # The clip geometry the models are built for is the data's too.
+    fields.update(sample_rate=data.sample_rate, num_samples=data.num_samples,
                   num_frames=data.num_frames, frame_size=data.frame_size)
-  else:
-    fields = dict(data.get("builder_kwargs", {}))
   return fields
 
 
