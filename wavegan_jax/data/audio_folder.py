@@ -117,15 +117,11 @@ class AudioFolder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
-    folder = common.source_folder(dl_manager, "audio files")
-    files = common.find_files(folder, media.AUDIO_EXTENSIONS)
-    if not files:
-      raise FileNotFoundError(f"no audio files {media.AUDIO_EXTENSIONS} in "
-                              f"{folder}")
-    splits = common.folder_splits(folder, files, config.split_by,
-                                  config.test_fraction)
+    folder, splits = common.folder_split_files(
+        dl_manager, "audio files", media.AUDIO_EXTENSIONS,
+        config.split_by, config.test_fraction)
     return {split: self._generate_examples(folder, paths)
-            for split, paths in sorted(splits.items())}
+            for split, paths in splits.items()}
 
   def _slices(self, folder, path):
     config = self.builder_config

@@ -87,15 +87,11 @@ class AvFolder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
-    folder = common.source_folder(dl_manager, "videos")
-    files = common.find_files(folder, media.VIDEO_EXTENSIONS)
-    if not files:
-      raise FileNotFoundError(f"no video files {media.VIDEO_EXTENSIONS} in "
-                              f"{folder}")
-    splits = common.folder_splits(folder, files, config.split_by,
-                                  config.test_fraction)
+    folder, splits = common.folder_split_files(
+        dl_manager, "video files", media.VIDEO_EXTENSIONS,
+        config.split_by, config.test_fraction)
     return {split: self._generate_examples(folder, paths)
-            for split, paths in sorted(splits.items())}
+            for split, paths in splits.items()}
 
   def _load_source(self, folder: pathlib.Path, path: pathlib.Path) -> _Source:
     config = self.builder_config

@@ -167,6 +167,21 @@ def folder_splits(folder: pathlib.Path, files, split_by: str,
   return splits
 
 
+def folder_split_files(dl_manager, what: str, extensions, split_by: str,
+                       test_fraction: float):
+  """(folder, {split: files}) of a folder builder's manual dir.
+
+  Raises:
+    FileNotFoundError: no folder was given, or it holds no such files.
+  """
+  folder = source_folder(dl_manager, what)
+  files = find_files(folder, extensions)
+  if not files:
+    raise FileNotFoundError(f"no {what} {extensions} in {folder}")
+  return folder, dict(sorted(
+      folder_splits(folder, files, split_by, test_fraction).items()))
+
+
 def source_folder(dl_manager, what: str) -> pathlib.Path:
   """The user's folder, passed to a folder builder as its manual dir."""
   folder = manual_dir_of(dl_manager)
