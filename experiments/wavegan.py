@@ -32,8 +32,10 @@ def get_config(arg=None):
       pad_end=True, normalize=True, split_by="fsdd_takes")
 
   config.train = ml_collections.ConfigDict()
-  config.train.num_steps = 3000
-  config.train.batch_size = 32
+  # Examples per update (critic and generator alike); a step reads
+  # d_steps * batch_size real examples, as the official code does.
+  config.train.num_steps = 2000
+  config.train.batch_size = 16
   config.train.learning_rate = 1e-4
   config.train.b1 = 0.5
   config.train.b2 = 0.9
@@ -56,7 +58,7 @@ def get_config(arg=None):
     config.wavegan.model.dim = 64
     config.wavegan.discriminator.dim = 64
   elif variant == "tiny":
-    config.train.batch_size = 10
+    config.train.batch_size = 2
     config.train.num_steps = 4
     config.train.log_every = 2
     config.train.checkpoint_every = 2

@@ -7,7 +7,7 @@ Sections (`--sections`, default all), in one process:
   stages:     each AV-digits stage's train step (batch 16, synthetic data);
   pipeline:   input pipelines' examples/s vs what the steps consume (needs
               the data: --manual_dir, default $WAVEGAN_MANUAL_DIR).
-The logic lives in wavegan_jax/benchmarking.py.
+The logic lives in wavegan_jax/benchmarking/.
 
   python launch/benchmark.py --output=/tmp/benchmark.json
   python launch/benchmark.py --dim=4 --batch_size=2 --repeats=1 \

@@ -1,8 +1,10 @@
 """The unconditional WaveGAN stage: WGAN-GP on slices of an audio folder.
 
 As the official WaveGAN: z ~ U[-1, 1]^latent_dim, `d_steps` critic updates
-(each on its own part of the batch) per generator update, Adam with the
-config's (1e-4, 0.5, 0.9) for both networks.
+per generator update, each on a fresh real batch of `train.batch_size` (the
+paper's 64), and the generator update on a batch of that size too; Adam with
+the config's (1e-4, 0.5, 0.9) for both networks. One train step therefore
+reads d_steps * batch_size real examples.
 """
 
 import functools
@@ -56,7 +58,7 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
       state, critic, real, None, fake_fn, d_rng, num_updates=d_steps,
       kind=kind, gp_weight=gp_weight, optimizer=d_optimizer)
 
-  z = sample_latents(g_rng, real.shape[0], latent_dim)
+  z = sample_latents(g_rng, real.shape[0] // d_steps, latent_dim)
   d_params = state["params"]["discriminator"]
 
   def g_loss_fn(g_params):
@@ -99,6 +101,10 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
         {"generator": g_optimizer, "discriminator": d_optimizer})
 
   adversarial = config.wavegan.adversarial
+  if not isinstance(adversarial.d_steps, int) or adversarial.d_steps < 1:
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.d_steps must be a positive int, got "
+        f"{adversarial.d_steps!r}")
   step_fn = functools.partial(
       _step, generator=generator, discriminator=discriminator,
       g_optimizer=g_optimizer, d_optimizer=d_optimizer,
@@ -107,7 +113,8 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   folder_manual_dir = (None if manual_dir is None else
                        os.path.join(manual_dir, config.data.folder))
   make_batches = stage_runner.host_batches(
-      config, split="train", global_batch_size=train_config.batch_size,
+      config, split="train",
+      global_batch_size=train_config.batch_size * adversarial.d_steps,
       seed=seed, manual_dir=folder_manual_dir, data_dir=data_dir,
       fields=("audio",))
   preview_z = sample_latents(jax.random.PRNGKey(seed + 1000), 4, latent_dim)

@@ -1,0 +1,102 @@
+"""Benchmarks of this project's JAX code (issue 7), as library functions.
+
+launch/benchmark.py is the entry point; the sections:
+  wavegan:    WaveGAN d=64 generate / generator step / WGAN-GP critic step in
+              JAX and in a PyTorch model of exactly the same architecture,
+              timed alternately (twins.py);
+  generation: clips/s, real-time factor and achieved GFLOP/s of generation
+              next to a float32 matrix-product peak measured in the same run
+              (throughput.py);
+  stages:     the AV-digits stages' train steps at batch 16 (av_stages.py);
+  pipeline:   the input pipelines' examples/s next to what the steps consume
+              (av_stages.py).
+Warm-up is excluded, compile time reported separately, times are medians.
+PyTorch is imported only when the wavegan section runs.
+"""
+
+import os
+
+from wavegan_jax.benchmarking.av_stages import pipeline
+from wavegan_jax.benchmarking.av_stages import stage_steps
+from wavegan_jax.benchmarking.report import format_table
+from wavegan_jax.benchmarking.throughput import generation
+from wavegan_jax.benchmarking.throughput import generator_flops
+from wavegan_jax.benchmarking.twins import JaxWaveGAN
+from wavegan_jax.benchmarking.twins import wavegan_side_by_side
+
+__all__ = ["SECTIONS", "data_available", "format_table", "generation",
+           "generator_flops", "pipeline", "run_all", "stage_steps",
+           "wavegan_side_by_side"]
+
+SECTIONS = ("wavegan", "generation", "stages", "pipeline")
+
+
+def data_available(manual_dir, data_dir):
+  """Why the pipeline section cannot run, or None when it can."""
+  if manual_dir and os.path.isdir(manual_dir):
+    return None
+  if data_dir and os.path.isdir(data_dir):
+    return None
+  return (f"no data: --manual_dir ({manual_dir!r}, default "
+          f"$WAVEGAN_MANUAL_DIR) and --data_dir ({data_dir!r}) are not "
+          "folders")
+
+
+def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
+            matmul_size, stage_config, stage_repeats, wavegan_config,
+            manual_dir, data_dir, pipeline_batches, include_reference=False,
+            torch_threads=2):
+  """Runs the chosen sections in order in this process.
+
+  Args:
+    sections: names from SECTIONS.
+    dim, slice_len, batch_size, repeats: section 1 (and 2's model).
+    sample_rate: Hz of the generated clips (real-time factor).
+    matmul_size: n of the peak matrix product.
+    stage_config: the av_digits config (sections 3 and 4).
+    stage_repeats: timed steps per AV-digits stage.
+    wavegan_config: the wavegan config (section 4's audio_folder stream).
+    manual_dir, data_dir: where the data is (section 4).
+    pipeline_batches: timed batches per stream.
+    include_reference: section 1 also times the reference convolutions.
+    torch_threads: PyTorch intra-op threads.
+
+  Returns:
+    A JSON-ready dict: section 1's keys at the top level (ratio_generate,
+    ratio_g_step, ratio_d_step, medians, ...), 'generation', 'stages',
+    'pipeline' (the sections run), generate_peak_fraction and
+    pipeline_over_consumption_min (None when their section did not run or
+    was skipped) and 'sections'.
+  """
+  unknown = set(sections) - set(SECTIONS)
+  if unknown:
+    raise ValueError(f"Unknown benchmark sections {sorted(unknown)}; "
+                     f"expected some of {','.join(SECTIONS)}")
+  results = {"sections": list(sections), "generate_peak_fraction": None,
+             "pipeline_over_consumption_min": None}
+  wavegan_results = runner = None
+  if "wavegan" in sections:
+    wavegan_results, runner = wavegan_side_by_side(
+        dim, slice_len, batch_size, repeats, include_reference, torch_threads)
+    results.update(wavegan_results)
+  if "generation" in sections:
+    runner = runner or JaxWaveGAN(dim, slice_len, batch_size, "fast")
+    results["generation"] = generation(runner, dim, slice_len, batch_size,
+                                       sample_rate, repeats, matmul_size)
+    results["generate_peak_fraction"] = results["generation"][
+        "generate_peak_fraction"]
+  if "stages" in sections:
+    results["stages"] = stage_steps(stage_config, stage_repeats)
+  if "pipeline" in sections:
+    reason = data_available(manual_dir, data_dir)
+    if reason:
+      print(f"pipeline section skipped: {reason}")
+      results["pipeline"] = {"streams": {}, "skipped": {"all": reason},
+                             "pipeline_over_consumption_min": None}
+    else:
+      results["pipeline"] = pipeline(
+          stage_config, wavegan_config, manual_dir, data_dir,
+          pipeline_batches, results.get("stages"), wavegan_results)
+    results["pipeline_over_consumption_min"] = results["pipeline"][
+        "pipeline_over_consumption_min"]
+  return results

@@ -1,0 +1,170 @@
+"""Sections 3 and 4: AV-digits train steps and the input pipelines."""
+
+import statistics
+import tempfile
+import time
+
+from absl import logging
+import jax
+import numpy as np
+
+from wavegan_jax.training import autoencoders
+from wavegan_jax.training import av_generator
+from wavegan_jax.training import checkpointing
+from wavegan_jax.training import stage_runner
+from wavegan_jax.training import wavegan_trainer
+
+AV_STAGES = ("acoustic", "visual", "generator")
+
+
+def _synthetic_batch(config, batch_size, seed):
+  """A random batch of every field the AV-digits stages read."""
+  data = config.data
+  generator = np.random.default_rng(seed)
+  size = data.frame_size
+  return {
+      "video": generator.integers(0, 256, (batch_size, data.num_frames, size,
+                                           size, 1), dtype=np.uint8),
+      "target": generator.uniform(-0.5, 0.5, (batch_size, data.num_samples)
+                                  ).astype(np.float32),
+      "reference": generator.uniform(-0.5, 0.5, (batch_size, data.num_samples)
+                                     ).astype(np.float32),
+  }
+
+
+def av_stage_specs(config, workdir, manual_dir=None, data_dir=None):
+  """The three AV-digits StageSpecs; the encoders exported at init.
+
+  The generator stage restores the encoders from their exports, so freshly
+  initialised encoder params are exported into `workdir` first (timing needs
+  no training).
+  """
+  specs = {}
+  for name in AV_STAGES[:2]:
+    specs[name] = autoencoders.make_spec(config, name, manual_dir=manual_dir,
+                                         data_dir=data_dir)
+    checkpointing.export_params(stage_runner.export_path(workdir, name),
+                                specs[name].export_fn(specs[name].init_fn()))
+  specs["generator"] = av_generator.make_spec(
+      config, workdir, manual_dir=manual_dir, data_dir=data_dir)
+  return specs
+
+
+def stage_steps(config, repeats):
+  """Section 3: each AV-digits stage's jitted train step on synthetic data.
+
+  Args:
+    config: an experiments/av_digits.py config.
+    repeats: timed steps per stage.
+
+  Returns:
+    {stage: {batch_size, compile_seconds, step_seconds (median),
+    examples_per_s}}.
+  """
+  results = {}
+  with tempfile.TemporaryDirectory() as workdir:
+    specs = av_stage_specs(config, workdir)
+    for name, spec in specs.items():
+      batch_size = spec.train_config.batch_size
+      batch = _synthetic_batch(config, batch_size, spec.seed)
+      base_rng = jax.random.PRNGKey(spec.seed)
+      state = spec.init_fn()
+      start = time.perf_counter()
+      step = jax.jit(spec.step_fn, donate_argnums=(0,)).lower(
+          state, batch, base_rng).compile()
+      compile_seconds = time.perf_counter() - start
+      times = []
+      for i in range(repeats + 1):  # The first call is the warm-up.
+        start = time.perf_counter()
+        state, metrics = step(state, batch, jax.random.fold_in(base_rng, i))
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - start)
+      seconds = statistics.median(times[1:])
+      results[name] = {"batch_size": batch_size,
+                       "compile_seconds": compile_seconds,
+                       "step_seconds": seconds,
+                       "examples_per_s": batch_size / seconds}
+  return results
+
+
+def pipeline_examples_per_s(make_batches, batch_size, num_batches):
+  """Examples/s of a host batch stream, after one warm-up batch.
+
+  The warm-up batch pays for preparing the data set (when not prepared)
+  and for filling tf.data's buffers; it is excluded.
+  """
+  batches = make_batches(0)
+  next(batches)
+  start = time.perf_counter()
+  for _ in range(num_batches):
+    next(batches)
+  return num_batches * batch_size / (time.perf_counter() - start)
+
+
+def wavegan_consumption(wavegan_results, d_steps):
+  """Examples/s a WaveGAN train step consumes, from section 1's medians.
+
+  A wavegan_trainer step at per-update batch b reads d_steps * b real
+  examples and runs d_steps critic updates and one generator update, each
+  on b examples; at section 1's b that is
+  d_steps * b / (d_steps * t_d_step + t_g_step) examples/s.
+  """
+  medians = wavegan_results["medians"]["jax_fast"]
+  return (d_steps * wavegan_results["config"]["batch_size"]
+          / (d_steps * medians["d_step"] + medians["g_step"]))
+
+
+def pipeline(stage_config, wavegan_config, manual_dir, data_dir,
+             num_batches, stage_results=None, wavegan_results=None):
+  """Section 4: input pipelines against what the train steps consume.
+
+  Args:
+    stage_config: the av_digits config (its train batch and fields).
+    wavegan_config: the experiments/wavegan.py config (audio_folder, FSDD).
+    manual_dir: the raw data folder (None: only prepared data is used).
+    data_dir: the TFDS data dir (None: TFDS's default).
+    num_batches: timed batches per stream.
+    stage_results: section 3's results, for the AV-digits consumption.
+    wavegan_results: section 1's results, for the WaveGAN consumption.
+
+  Returns:
+    {'streams': {stage: {dataset, batch_size, pipeline_examples_per_s,
+    consumed_examples_per_s (None when its section did not run), ratio}},
+    'skipped': {stage: reason}, 'pipeline_over_consumption_min': the least
+    ratio (None when none could be formed)}.
+  """
+  streams, skipped = {}, {}
+  with tempfile.TemporaryDirectory() as workdir:
+    try:
+      specs = av_stage_specs(stage_config, workdir, manual_dir, data_dir)
+      specs["wavegan"] = wavegan_trainer.make_spec(
+          wavegan_config, manual_dir=manual_dir, data_dir=data_dir)
+    except Exception as error:  # pylint: disable=broad-except
+      return {"streams": {}, "skipped": {"all": repr(error)},
+              "pipeline_over_consumption_min": None}
+    for name, spec in specs.items():
+      batch_size = spec.train_config.batch_size
+      if name == "wavegan":  # A step reads d_steps per-update batches.
+        batch_size *= wavegan_config.wavegan.adversarial.d_steps
+      try:
+        produced = pipeline_examples_per_s(spec.make_batches, batch_size,
+                                           num_batches)
+      except Exception as error:  # pylint: disable=broad-except
+        logging.warning("pipeline %s skipped: %r", name, error)
+        skipped[name] = repr(error)
+        continue
+      if name == "wavegan":
+        config = wavegan_config
+        consumed = wavegan_results and wavegan_consumption(
+            wavegan_results, wavegan_config.wavegan.adversarial.d_steps)
+      else:
+        config = stage_config
+        consumed = stage_results and stage_results[name]["examples_per_s"]
+      streams[name] = {
+          "dataset": config.data.name, "batch_size": batch_size,
+          "pipeline_examples_per_s": produced,
+          "consumed_examples_per_s": consumed,
+          "ratio": consumed and produced / consumed}
+  ratios = [s["ratio"] for s in streams.values() if s["ratio"]]
+  return {"streams": streams, "skipped": skipped,
+          "pipeline_over_consumption_min": min(ratios) if ratios else None}

@@ -1,0 +1,70 @@
+"""The benchmark results as printable text tables."""
+
+from wavegan_jax.benchmarking.twins import WORKLOADS
+
+
+def _wavegan_table(results):
+  lines = [f"{'implementation':<16}" + "".join(f"{w:>12}" for w in WORKLOADS)
+           + f"{'params G/D':>24}"]
+  for name, per in results["medians"].items():
+    counts = results["param_counts"][name]
+    lines.append(f"{name:<16}" + "".join(f"{per[w]:>11.3f}s"
+                                         for w in WORKLOADS)
+                 + f"{counts['generator']:>13,}/{counts['discriminator']:,}")
+  lines.append(f"{'torch / jax_fast':<16}" + "".join(
+      f"{results['ratio_' + w]:>11.2f}x" for w in WORKLOADS))
+  for name, per in results["compile_seconds"].items():
+    if name.startswith("jax"):
+      lines.append(f"compile {name}: " + ", ".join(
+          f"{w} {per[w]:.1f}s" for w in WORKLOADS))
+  return lines
+
+
+def _number(value, spec):
+  return "n/a" if value is None else format(value, spec)
+
+
+def format_table(results):
+  """Every section that ran as printable text tables."""
+  lines = []
+  if "medians" in results:
+    lines += ["== 1. WaveGAN, JAX vs PyTorch (median seconds) =="]
+    lines += _wavegan_table(results)
+  if "generation" in results:
+    g = results["generation"]
+    lines += [
+        "== 2. Generation (JAX, fast convolutions) ==",
+        f"clips/s {g['clips_per_s']:.1f}, real-time factor "
+        f"{g['real_time_factor']:.1f}x at {g['sample_rate']} Hz "
+        f"({g['seconds']:.3f} s per batch)",
+        f"achieved {g['gflops']:.1f} GFLOP/s (analytic count of the dense "
+        f"+ transposed convs; XLA cost analysis: "
+        f"{_number(g['gflops_xla'], '.1f')} GFLOP/s)",
+        f"float32 matmul peak {g['peak_gflops']:.1f} GFLOP/s "
+        f"(n={g['matmul_size']}); fraction {g['generate_peak_fraction']:.2f}"]
+  if "stages" in results:
+    lines += ["== 3. AV-digits train steps (synthetic batches) ==",
+              f"{'stage':<12}{'batch':>6}{'step':>10}{'examples/s':>12}"
+              f"{'compile':>10}"]
+    for name, s in results["stages"].items():
+      lines.append(f"{name:<12}{s['batch_size']:>6}{s['step_seconds']:>9.3f}s"
+                   f"{s['examples_per_s']:>12.1f}"
+                   f"{s['compile_seconds']:>9.1f}s")
+  if "pipeline" in results:
+    p = results["pipeline"]
+    lines += ["== 4. Input pipeline vs train-step consumption (examples/s) ==",
+              f"{'stage':<12}{'data set':<14}{'batch':>6}{'pipeline':>10}"
+              f"{'consumed':>10}{'ratio':>8}"]
+    for name, s in p["streams"].items():
+      lines.append(f"{name:<12}{s['dataset']:<14}{s['batch_size']:>6}"
+                   f"{s['pipeline_examples_per_s']:>10.1f}"
+                   f"{_number(s['consumed_examples_per_s'], '.1f'):>10}"
+                   f"{_number(s['ratio'], '.1f'):>8}")
+    for name, reason in p["skipped"].items():
+      lines.append(f"{name}: skipped ({reason})")
+  lines.append(
+      f"generate_peak_fraction "
+      f"{_number(results['generate_peak_fraction'], '.2f')}, "
+      f"pipeline_over_consumption_min "
+      f"{_number(results['pipeline_over_consumption_min'], '.1f')}")
+  return "\n".join(lines)
