@@ -35,6 +35,31 @@ def test_analytic_generator_flops_by_hand():
       2 * 100 * 256 + convs)
 
 
+def test_analytic_discriminator_flops_by_hand():
+  # d=1, 16384: convs 1->1->2->4->8->16 at output lengths 4096, 1024, 256,
+  # 64, 16, each 2 * length_out * 25 * C_in * C_out; dense 16*16 -> 1.
+  convs = 2 * 25 * (4096 * 1 * 1 + 1024 * 1 * 2 + 256 * 2 * 4 + 64 * 4 * 8
+                    + 16 * 8 * 16)
+  assert benchmarking.throughput.discriminator_flops(1, 16384, 3) == 3 * (
+      convs + 2 * 16 * 16)
+
+
+def test_roofline_ceiling_is_peak_over_torch_rate():
+  results = {"config": {"dim": 1, "slice_len": 16384, "batch_size": 2},
+             "medians": {"torch": {"generate": 0.5, "g_step": 2.0},
+                         "jax_fast": {"generate": 0.25, "g_step": 4.0}}}
+  g = benchmarking.generator_flops(1, 16384, 2)
+  d = benchmarking.throughput.discriminator_flops(1, 16384, 2)
+  roof = benchmarking.roofline(results, peak_gflops=1e-3)
+  assert roof["generate"]["torch_gflops"] == pytest.approx(g / 0.5 / 1e9)
+  assert roof["generate"]["jax_peak_fraction"] == pytest.approx(
+      g / 0.25 / 1e9 / 1e-3)
+  assert roof["generate"]["ceiling"] == pytest.approx(1e-3 / (g / 0.5 / 1e9))
+  assert roof["g_step"]["flops"] == 3 * g + 2 * d
+  assert roof["g_step"]["ceiling"] == pytest.approx(
+      1e-3 * 2.0 / ((3 * g + 2 * d) / 1e9))
+
+
 def test_library_imports_without_torch():
   # A fresh interpreter: importing the library must not import torch.
   code = ("import sys, wavegan_jax.benchmarking; "
@@ -100,6 +125,10 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
       generation["clips_per_s"] * 16384 / 16000)
   assert results["generate_peak_fraction"] == pytest.approx(
       generation["gflops"] / generation["peak_gflops"])
+  for workload in ("generate", "g_step"):
+    roof = results["roofline"][workload]
+    assert roof["ceiling"] == pytest.approx(
+        generation["peak_gflops"] / roof["torch_gflops"])
   # Section 3: the tiny config's batch is 4.
   assert set(results["stages"]) == {"acoustic", "visual", "generator"}
   for stage in results["stages"].values():
@@ -116,6 +145,8 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
     assert stream["ratio"] == pytest.approx(
         stream["pipeline_examples_per_s"] / stream["consumed_examples_per_s"])
   assert streams["wavegan"]["dataset"] == "audio_folder"
+  # wavegan.py:tiny: 5 critic updates of 2 examples per step.
+  assert streams["wavegan"]["batch_size"] == 10
   assert streams["visual"]["consumed_examples_per_s"] == (
       results["stages"]["visual"]["examples_per_s"])
   assert results["pipeline_over_consumption_min"] == min(

@@ -29,7 +29,8 @@ AV_KEYS = {
     "stoi", "real_digit_accuracy", "real_speaker_accuracy", "num_examples",
     "sync_undetected", "real_sync_error_ms_median", "inception_score_std",
     "real_inception_score_std", "inception_splits", "pesq_failed",
-    "stoi_failed", "stft_distance", "split", "judges_workdir"}
+    "stoi_failed", "stft_distance", "split", "judges_workdir",
+    "reference_digit_rate", "real_reference_digit_rate"}
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,11 @@ def test_av_metrics_json_has_every_key(av_results):
     assert np.isfinite(written[key]) and written[key] >= -1e-6, key
   for key in ("inception_score", "real_inception_score"):
     assert 1.0 - 1e-9 <= written[key] <= 10.0, key
+  # The reference is always another digit than the target, so no clip can
+  # be heard as both (this fails if the reference digit is parsed wrongly).
+  assert written["reference_digit_rate"] + written["digit_accuracy"] <= 1.0
+  assert (written["real_reference_digit_rate"]
+          + written["real_digit_accuracy"] <= 1.0)
   # Real targets start at the visual onset: their sync error is small.
   assert 0.0 <= written["real_sync_error_ms_median"] < 200.0
   assert written["sync_undetected"] + written["pesq_failed"] >= 0
@@ -107,8 +113,8 @@ def test_bad_input_exits_2_with_one_line(trained, tmp_path, manual_dir):
   cases = {
       "no generator": (
           [f"--workdir={untrained}", f"--judges_workdir={runs / 'judges'}"],
-          f"error: no trained generator export at "
-          f"{untrained / 'generator' / 'export'}; train it first"),
+          f"error: {untrained / 'generator' / 'export'}: no trained "
+          f"generator (train the generator stage first"),
       "no judges": (
           [f"--workdir={runs / 'av'}", f"--judges_workdir={tmp_path}"],
           f"error: no trained judges export at "

@@ -21,11 +21,12 @@ from wavegan_jax.benchmarking.av_stages import stage_steps
 from wavegan_jax.benchmarking.report import format_table
 from wavegan_jax.benchmarking.throughput import generation
 from wavegan_jax.benchmarking.throughput import generator_flops
+from wavegan_jax.benchmarking.throughput import roofline
 from wavegan_jax.benchmarking.twins import JaxWaveGAN
 from wavegan_jax.benchmarking.twins import wavegan_side_by_side
 
 __all__ = ["SECTIONS", "data_available", "format_table", "generation",
-           "generator_flops", "pipeline", "run_all", "stage_steps",
+           "generator_flops", "pipeline", "roofline", "run_all", "stage_steps",
            "wavegan_side_by_side"]
 
 SECTIONS = ("wavegan", "generation", "stages", "pipeline")
@@ -85,6 +86,9 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
                                        sample_rate, repeats, matmul_size)
     results["generate_peak_fraction"] = results["generation"][
         "generate_peak_fraction"]
+    if wavegan_results:
+      results["roofline"] = roofline(wavegan_results,
+                                     results["generation"]["peak_gflops"])
   if "stages" in sections:
     results["stages"] = stage_steps(stage_config, stage_repeats)
   if "pipeline" in sections:

@@ -42,6 +42,18 @@ def format_table(results):
         f"{_number(g['gflops_xla'], '.1f')} GFLOP/s)",
         f"float32 matmul peak {g['peak_gflops']:.1f} GFLOP/s "
         f"(n={g['matmul_size']}); fraction {g['generate_peak_fraction']:.2f}"]
+  if "roofline" in results:
+    lines += ["== Roofline: analytic FLOPs against the matmul peak ==",
+              f"{'workload':<10}{'GFLOP':>8}{'torch GF/s':>12}"
+              f"{'jax GF/s':>10}{'torch/peak':>12}{'jax/peak':>10}"
+              f"{'ceiling':>9}"]
+    for name, r in results["roofline"].items():
+      lines.append(f"{name:<10}{r['flops'] / 1e9:>8.1f}"
+                   f"{r['torch_gflops']:>12.1f}{r['jax_gflops']:>10.1f}"
+                   f"{r['torch_peak_fraction']:>12.2f}"
+                   f"{r['jax_peak_fraction']:>10.2f}{r['ceiling']:>8.2f}x")
+    lines.append("ceiling = peak / torch GFLOP/s: the most any "
+                 "implementation of the same arithmetic can beat PyTorch by")
   if "stages" in results:
     lines += ["== 3. AV-digits train steps (synthetic batches) ==",
               f"{'stage':<12}{'batch':>6}{'step':>10}{'examples/s':>12}"

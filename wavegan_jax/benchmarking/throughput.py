@@ -46,6 +46,57 @@ def generator_flops(dim, slice_len, batch_size):
   return float(batch_size * flops)
 
 
+def discriminator_flops(dim, slice_len, batch_size):
+  """Analytic FLOPs of one WaveGAN discriminator call (multiply-add = 2).
+
+  Each strided convolution (2 * length_out * kernel * C_in * C_out) and the
+  final dense layer.
+  """
+  length, channels, flops = slice_len, 1, 0
+  for features, stride in wavegan.discriminator_layout(slice_len, dim):
+    length = -(-length // stride)
+    flops += 2 * length * KERNEL_LEN * channels * features
+    channels = features
+  return float(batch_size * (flops + 2 * length * channels))
+
+
+def roofline(wavegan_results, peak_gflops):
+  """How far direct convolution can go past PyTorch on this machine.
+
+  With the analytic FLOP counts, PyTorch's achieved GFLOP/s and the measured
+  float32 matmul peak, `ceiling_<workload>` = peak / PyTorch GFLOP/s is the
+  largest PyTorch / JAX ratio any implementation that does the same
+  arithmetic can reach: the ratio target is unreachable where it is below
+  it. Generate = one generator call (G); the generator step = G forward, D
+  forward, D input gradient and the G backward (input and kernel
+  gradients), about 3 G + 2 D.
+
+  Args:
+    wavegan_results: section 1's results.
+    peak_gflops: the float32 matmul peak of the same run.
+
+  Returns:
+    {workload: {flops, torch_gflops, jax_gflops, torch_peak_fraction,
+    jax_peak_fraction, ceiling}} for 'generate' and 'g_step'.
+  """
+  config = wavegan_results["config"]
+  shape = (config["dim"], config["slice_len"], config["batch_size"])
+  g, d = generator_flops(*shape), discriminator_flops(*shape)
+  flops = {"generate": g, "g_step": 3 * g + 2 * d}
+  medians = wavegan_results["medians"]
+  out = {}
+  for workload, count in flops.items():
+    torch_gflops = count / medians["torch"][workload] / 1e9
+    jax_gflops = count / medians["jax_fast"][workload] / 1e9
+    out[workload] = {
+        "flops": count, "torch_gflops": torch_gflops,
+        "jax_gflops": jax_gflops,
+        "torch_peak_fraction": torch_gflops / peak_gflops,
+        "jax_peak_fraction": jax_gflops / peak_gflops,
+        "ceiling": peak_gflops / torch_gflops}
+  return out
+
+
 def _xla_flops(compiled):
   """FLOPs from XLA's cost analysis of a compiled program, or None."""
   analysis = compiled.cost_analysis()

@@ -31,13 +31,12 @@ import numpy as np
 import scipy.signal
 
 from wavegan_jax.data import pipeline
+from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import metrics as metrics_lib
 from wavegan_jax.evaluation import report
-from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import judges_trainer
 from wavegan_jax.training import stage_runner
-from wavegan_jax.training import wavegan_trainer
 
 EVAL_DIR = "eval"
 METRICS_FILE = "metrics.json"
@@ -162,52 +161,23 @@ def _subset(count: int, limit: Optional[int], seed: int) -> np.ndarray:
 # --- Audio-visual workdirs ---------------------------------------------------
 
 
-def load_av_generator(config, workdir):
-  """(modules, export params) of the generator stage, shape-checked."""
-  path = _require_export(
-      workdir, av_generator.STAGE,
-      f"train it first: python launch/train.py --config=... "
-      f"--workdir={workdir}")
-  modules = av_generator.models(config)
-  inputs = av_generator.example_inputs(config)
-  noise = config.generator.model.get("noise_features", 0)
-
-  def init():
-    key = jax.random.PRNGKey(0)
-    encoders = {
-        "acoustic": modules["acoustic"].init(key, inputs["target"])["params"],
-        "visual": modules["visual"].init(key, inputs["video"])["params"]}
-    contexts = av_generator.conditioning(modules, encoders, inputs)
-    z = jnp.zeros((1, noise)) if noise else None
-    return {"generator": modules["generator"].init(key, *contexts,
-                                                   z=z)["params"],
-            **encoders}
-  params = checkpointing.load_params(path, jax.eval_shape(init),
-                                     name="generator")
-  return modules, params
+def _loaded(load):
+  """load() with generate.py's file errors as EvaluationError."""
+  try:
+    return load()
+  except generate_lib.GenerateError as error:
+    raise EvaluationError(str(error)) from error
 
 
-def generate_av(config, modules, params, video, reference, *, seed: int,
-                batch_size: int) -> np.ndarray:
-  """Generated waveforms [B, N] for the given videos and references."""
-  noise = config.generator.model.get("noise_features", 0)
-  encoders = {name: params[name] for name in av_generator.ENCODERS}
-  rng = np.random.default_rng(seed)
-  z_all = rng.standard_normal((len(video), max(noise, 1))).astype(np.float32)
-
-  @jax.jit
-  def run(video, reference, z):
-    return av_generator.generate(
-        modules, params["generator"], encoders,
-        {"video": video, "reference": reference}, z if noise else None)
-  return batched(run, [video, reference, z_all], batch_size)
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def evaluate_av(config, workdir, judges: Judges, *, split: str,
                 num_examples: Optional[int], manual_dir, data_dir,
                 batch_size: int, seed: int) -> dict:
   """Generates for an AV-digits split and scores it; writes W/eval/."""
-  modules, params = load_av_generator(config, workdir)
+  generator = _loaded(lambda: generate_lib.AVGenerator(workdir, config))
   check_split(config, split, manual_dir, data_dir,
               stage_runner.data_kwargs(config))
   fields = ("video", "target", "reference", "digit", "speaker", "onset_frame",
@@ -223,9 +193,10 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
   train_audio = train["target"][_subset(len(train["target"]), count,
                                         seed + 1)]
 
-  generated = generate_av(config, modules, params, clips["video"],
-                          clips["reference"], seed=seed,
-                          batch_size=batch_size)
+  # Example i's noise comes from PRNGKey(seed * count + i).
+  seeds = seed * count + np.arange(count, dtype=np.int32)
+  generated = batched(generator.generate,
+                      [clips["video"], clips["reference"], seeds], batch_size)
   rate = config.data.sample_rate
   real = clips["target"]
   judged = judges(generated, rate, batch_size)
@@ -246,6 +217,11 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
       judged_real["digit_probabilities"], splits)
   stft = metrics_lib.multi_resolution_stft_distance(generated, real)
   digit_predictions = judged["digit_probabilities"].argmax(-1)
+  # The reference is another digit (an FSDD stem '<digit>_<speaker>_<take>'):
+  # a generator that copied it rather than following the video would be
+  # heard saying the reference's digit.
+  reference_digits = np.array([int(_text(i).split("_")[0])
+                               for i in clips["reference_id"]])
   safe = metrics_lib.safe_float
   results = {
       "num_examples": count,
@@ -258,6 +234,10 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
           judged_real["digit_probabilities"], clips["digit"]),
       "real_speaker_accuracy": metrics_lib.accuracy(
           judged_real["speaker_probabilities"], clips["speaker"]),
+      "reference_digit_rate": metrics_lib.accuracy(digit_predictions,
+                                                   reference_digits),
+      "real_reference_digit_rate": metrics_lib.accuracy(
+          judged_real["digit_probabilities"], reference_digits),
       "sync_error_ms_median": safe(sync_median),
       "sync_undetected": int(np.sum(~np.isfinite(sync))),
       "real_sync_error_ms_median": safe(real_sync_median),
@@ -308,15 +288,7 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
                      num_examples: Optional[int], manual_dir, data_dir,
                      batch_size: int, seed: int) -> dict:
   """IS and nearest-neighbour figures of generated vs real clips."""
-  path = _require_export(
-      workdir, wavegan_trainer.STAGE,
-      "train it first: python launch/train.py "
-      f"--config=experiments/wavegan.py --workdir={workdir}")
-  generator, _ = wavegan_trainer.models(config)
-  latent_dim = config.wavegan.latent_dim
-  expected = jax.eval_shape(lambda: {"generator": generator.init(
-      jax.random.PRNGKey(0), jnp.zeros((1, latent_dim)))["params"]})
-  params = checkpointing.load_params(path, expected, name="wavegan")
+  generator = _loaded(lambda: generate_lib.WaveGANGenerator(workdir, config))
   folder_dir = (None if manual_dir is None else
                 os.path.join(manual_dir, config.data.folder))
   check_split(config, split, folder_dir, data_dir,
@@ -324,13 +296,8 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
   count = num_examples or DEFAULT_WAVEGAN_EXAMPLES
   if count < 2:
     raise EvaluationError(f"num_examples must be >= 2, got {count}")
-  latents = np.asarray(wavegan_trainer.sample_latents(
-      jax.random.PRNGKey(seed), count, latent_dim))
-
-  @jax.jit
-  def run(z):
-    return generator.apply({"params": params["generator"]}, z)
-  generated = _mono(batched(run, [latents], batch_size))
+  generated = _mono(generator.generate(generator.latents(count, seed),
+                                       batch_size))
   real = _audio_folder_split(config, split, folder_dir, data_dir)
   train = _audio_folder_split(config, "train", folder_dir, data_dir)
   rate = config.data.builder_kwargs.sample_rate
