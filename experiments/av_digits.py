@@ -60,8 +60,9 @@ def _base_config():
 
   config.generator = ml_collections.ConfigDict()
   config.generator.model = dict(
-      fusion="lstm", lstm_features=256, num_heads=4, decoder="conv",
-      decoder_channels=256, kernel_len=25, noise_features=16)
+      fusion="lstm", lstm_features=256, num_heads=4, decoder="harmonic",
+      decoder_channels=256, kernel_len=25, noise_features=16,
+      num_harmonics=32, num_noise_bands=32)
   config.generator.discriminator = dict(kind="wavegan", dim=16,
                                         phaseshuffle_rad=2, condition=True)
   config.generator.adversarial = dict(loss="hinge", d_steps=1,

@@ -18,7 +18,7 @@ def _inputs(batch=2, frames=4, acoustic_frames=6, seed=0):
 
 
 @pytest.mark.parametrize("fusion", ["lstm", "lstm_transformer"])
-@pytest.mark.parametrize("decoder", ["conv", "lstm"])
+@pytest.mark.parametrize("decoder", ["conv", "lstm", "harmonic"])
 @pytest.mark.parametrize("num_samples,num_frames",
                          [(256, 4), (1024, 4), (64, 16), (16, 16)])
 def test_output_length_equals_num_samples(fusion, decoder, num_samples,
@@ -82,7 +82,7 @@ def test_values_noise_and_reference_summary():
     apply(params, visual, acoustic, style, jnp.ones((2, 4)))
 
 
-@pytest.mark.parametrize("decoder", ["conv", "lstm"])
+@pytest.mark.parametrize("decoder", ["conv", "lstm", "harmonic"])
 def test_gradients_reach_every_parameter(decoder):
   model = generator.AVGenerator(num_samples=256, num_frames=4,
                                 fusion="lstm_transformer", decoder=decoder,

@@ -38,9 +38,11 @@ ENCODERS = ("acoustic", "visual")
 def models(config: ml_collections.ConfigDict) -> dict:
   """{'acoustic', 'visual', 'generator', 'discriminator'} modules."""
   data = config.data
+  generator_config = dict(config.generator.model)
+  generator_config.setdefault("sample_rate", data.sample_rate)
   generator = generator_lib.AVGenerator(
       num_samples=data.num_samples, num_frames=data.num_frames,
-      **config.generator.model)
+      **generator_config)
   disc_config = dict(config.generator.discriminator)
   kind = disc_config.pop("kind")
   disc_config.pop("condition", None)
