@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "numpy>=1.26",
     "scipy>=1.12",
+    "scikit-learn>=1.3",  # launch/probe_encoders.py (librosa needs it too)
     "librosa>=0.10.2",
     "soundfile>=0.12",
     "av>=12",

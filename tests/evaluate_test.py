@@ -5,6 +5,7 @@ One module-scoped run trains av_digits:tiny and judges:tiny side by side
 is exercised); the evaluation then uses 16 examples.
 """
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -20,6 +21,7 @@ from experiments import av_digits as av_digits_config
 from experiments import judges as judges_config
 from experiments import wavegan as wavegan_config
 from wavegan_jax.evaluation import evaluate
+from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -177,3 +179,36 @@ def test_fit_to_resamples_and_crops():
                              np.sin(2 * np.pi * 440 * np.arange(100, 7900)
                                     / 8000), atol=0.02)
   np.testing.assert_array_equal(fitted[0, 8000:], 0.0)
+
+
+def _load_probe():
+  spec = importlib.util.spec_from_file_location(
+      "probe_encoders", REPO / "launch" / "probe_encoders.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_probe_encoders_scores_every_probe(trained, manual_dir):
+  runs, data_dir = trained
+  results = _load_probe().probe(str(runs / "av"), str(manual_dir),
+                                str(data_dir), batch_size=256)
+  assert set(results) == {
+      f"{name}_to_{label}_{split}_accuracy"
+      for name, label in (("visual_max", "digit"), ("visual_mean", "digit"),
+                          ("style", "speaker"))
+      for split in ("train", "test")}
+  for key, value in results.items():
+    # 2700 train / 300 test examples: accuracies are multiples of 1/n.
+    n = 2700 if "_train_" in key else 300
+    assert 0.0 <= value <= 1.0 and abs(value * n - round(value * n)) < 1e-6
+
+
+def test_probe_encoders_without_exports_names_the_stage(trained, tmp_path):
+  runs, _ = trained
+  untrained = tmp_path / "untrained"
+  untrained.mkdir()
+  shutil.copy(runs / "av" / "config.json", untrained / "config.json")
+  with pytest.raises(stage_runner.UserFacingError,
+                     match=r"needs the acoustic stage's export"):
+    _load_probe().probe(str(untrained), None, None, batch_size=8)
