@@ -5,6 +5,7 @@ One module-scoped run trains av_digits:tiny and judges:tiny side by side
 is exercised); the evaluation then uses 16 examples.
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -181,7 +182,9 @@ def test_fit_to_resamples_and_crops():
   np.testing.assert_array_equal(fitted[0, 8000:], 0.0)
 
 
+@functools.cache
 def _load_probe():
+  # Once per process: the script defines absl flags at import.
   spec = importlib.util.spec_from_file_location(
       "probe_encoders", REPO / "launch" / "probe_encoders.py")
   module = importlib.util.module_from_spec(spec)
