@@ -1,6 +1,5 @@
 """Runs launch/benchmark.py at tiny sizes, every section (no timing asserts)."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -10,16 +9,8 @@ from absl import flags
 from absl.testing import flagsaver
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_launch_script
 from wavegan_jax import benchmarking
-
-
-def _load_benchmark():
-  spec = importlib.util.spec_from_file_location(
-      "wavegan_benchmark", REPO_ROOT / "launch" / "benchmark.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _positive(value):
@@ -89,7 +80,7 @@ def test_pipeline_without_data_is_skipped_with_null_key():
 
 def test_tiny_benchmark_every_section(tmp_path, manual_dir,
                                       av_digits_data_dir):
-  benchmark = _load_benchmark()
+  benchmark = load_launch_script("benchmark")
   output = tmp_path / "benchmark.json"
   with flagsaver.flagsaver():
     flags.FLAGS(["benchmark", "--dim=4", "--slice_len=16384",

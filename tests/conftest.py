@@ -1,5 +1,7 @@
 """Shared test fixtures: where the raw FSDD / MNIST copies live."""
 
+import functools
+import importlib.util
 import os
 import pathlib
 
@@ -12,6 +14,16 @@ def manual_dir_path() -> pathlib.Path:
   """The raw data folder: $WAVEGAN_MANUAL_DIR, else ../shared/data."""
   env = os.environ.get("WAVEGAN_MANUAL_DIR")
   return pathlib.Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@functools.cache
+def load_launch_script(name: str):
+  """launch/<name>.py as a module, once per process (it defines absl flags)."""
+  spec = importlib.util.spec_from_file_location(
+      f"launch_{name}", REPO_ROOT / "launch" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 @pytest.fixture(scope="session")

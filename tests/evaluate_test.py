@@ -5,10 +5,7 @@ One module-scoped run trains av_digits:tiny and judges:tiny side by side
 is exercised); the evaluation then uses 16 examples.
 """
 
-import functools
-import importlib.util
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -21,6 +18,7 @@ import pytest
 from experiments import av_digits as av_digits_config
 from experiments import judges as judges_config
 from experiments import wavegan as wavegan_config
+from tests.conftest import load_launch_script
 from wavegan_jax.evaluation import evaluate
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
@@ -182,19 +180,9 @@ def test_fit_to_resamples_and_crops():
   np.testing.assert_array_equal(fitted[0, 8000:], 0.0)
 
 
-@functools.cache
-def _load_probe():
-  # Once per process: the script defines absl flags at import.
-  spec = importlib.util.spec_from_file_location(
-      "probe_encoders", REPO / "launch" / "probe_encoders.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_probe_encoders_scores_every_probe(trained, manual_dir):
   runs, data_dir = trained
-  results = _load_probe().probe(str(runs / "av"), str(manual_dir),
+  results = load_launch_script("probe_encoders").probe(str(runs / "av"), str(manual_dir),
                                 str(data_dir), batch_size=256)
   assert set(results) == {
       f"{name}_to_{label}_{split}_accuracy"
@@ -214,4 +202,4 @@ def test_probe_encoders_without_exports_names_the_stage(trained, tmp_path):
   shutil.copy(runs / "av" / "config.json", untrained / "config.json")
   with pytest.raises(stage_runner.UserFacingError,
                      match=r"needs the acoustic stage's export"):
-    _load_probe().probe(str(untrained), None, None, batch_size=8)
+    load_launch_script("probe_encoders").probe(str(untrained), None, None, batch_size=8)

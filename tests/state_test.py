@@ -129,6 +129,18 @@ def test_make_optimizer_weight_decay_and_clip():
     state_lib.make_optimizer(0.1, schedule='linear')
 
 
+def test_make_optimizer_clip_norm_zero_or_none_means_no_clipping():
+  params = {'w': jnp.array([2.0, 0.0])}
+  grads = {'w': jnp.array([30.0, 40.0])}
+  for clip in (0.0, None):
+    adam = state_lib.make_optimizer(0.1, grad_clip_norm=clip)
+    _, opt_state = adam.update(grads, adam.init(params), params)
+    # The first moment saw the whole gradient: (1 - b1) * g.
+    np.testing.assert_allclose(
+        optax.tree_utils.tree_get(opt_state, 'mu')['w'], [3.0, 4.0],
+        rtol=1e-5)
+
+
 def test_step_rng_and_global_norm():
   base = jax.random.PRNGKey(3)
   np.testing.assert_array_equal(state_lib.step_rng(base, 5),

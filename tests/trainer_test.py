@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from experiments import av_digits as av_digits_config
 from wavegan_jax.training import autoencoders
+from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
@@ -82,6 +84,56 @@ def test_tiny_run_writes_every_artifact(tiny_run):
       (workdir / "generator" / "final_metrics.json").read_text())
   for term in ("stft", "adversarial", "feature_matching", "d_loss"):
     assert np.isfinite(generator_terms[term])
+
+
+def test_reconstruction_only_generator_leaves_the_critic_untouched(
+    tiny_run, av_digits_data_dir, manual_dir, tmp_path):
+  # Both critic weights 0 (the default's setting): the critic is not run, its
+  # parameters stay at their initial values and its metrics read 0.
+  workdir, _ = tiny_run
+  config = tiny_config(**{"generator.loss_weights.adversarial": 0.0,
+                          "generator.loss_weights.feature_matching": 0.0,
+                          "generator.visual_noise_std": 0.5,
+                          "generator.train.num_steps": 2})
+  for stage in ("acoustic", "visual"):
+    shutil.copytree(workdir / stage, tmp_path / stage)
+  spec = av_generator.make_spec(config, str(tmp_path), manual_dir=str(
+      manual_dir), data_dir=str(av_digits_data_dir))
+  state = spec.init_fn()
+  batch = next(iter(spec.make_batches(0)))
+  new_state, metrics = jax.jit(spec.step_fn)(state, batch,
+                                             jax.random.PRNGKey(0))
+  assert_trees_equal(new_state["params"]["discriminator"],
+                     state["params"]["discriminator"])
+  for name in ("d_loss", "d_real", "d_fake", "d_grad_norm", "adversarial"):
+    assert float(metrics[name]) == 0.0
+  moved = jax.tree.leaves(jax.tree.map(
+      lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b))),
+      new_state["params"]["generator"], state["params"]["generator"]))
+  assert max(moved) > 0
+  assert np.isfinite(float(metrics["stft"]))
+
+
+def test_visual_noise_is_seeded_and_off_at_zero(tiny_run):
+  workdir, _ = tiny_run
+  config = tiny_config()
+  modules = av_generator.models(config)
+  params = checkpointing.load_params(
+      stage_runner.export_path(str(workdir), "generator"))
+  batch = {k: v[:2] for k, v in av_generator.example_inputs(
+      config, 2).items()}
+  batch["video"] = batch["video"] + np.uint8(120)
+  encoders = {name: params[name] for name in ("acoustic", "visual")}
+  z = jax.numpy.zeros((2, config.generator.model.noise_features))
+
+  def run(noise):
+    return np.asarray(av_generator.generate(
+        modules, params["generator"], encoders, batch, z, noise))
+  clean = run(None)
+  np.testing.assert_array_equal(run((0.0, jax.random.PRNGKey(1))), clean)
+  noisy = run((0.5, jax.random.PRNGKey(1)))
+  np.testing.assert_array_equal(run((0.5, jax.random.PRNGKey(1))), noisy)
+  assert np.max(np.abs(noisy - clean)) > 1e-6
 
 
 def test_finished_stages_are_skipped(tiny_run, manual_dir, av_digits_data_dir,

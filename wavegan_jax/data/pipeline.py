@@ -6,6 +6,7 @@ numpy-ready tensors (audio as float32 in [-1, 1], video uint8, labels int32);
 sharded over a mesh's data axis.
 """
 
+import logging
 import pathlib
 from typing import Any, Iterator, Mapping
 
@@ -15,6 +16,21 @@ import tensorflow_datasets as tfds
 
 from wavegan_jax.data import av_digits
 from wavegan_jax.data import common
+
+
+
+class _DropDeprecatedDtypeWarning(logging.Filter):
+  """Drops TFDS's own 'FeatureConnector.dtype is deprecated' warning.
+
+  TFDS 4.9 logs it each time a builder's features are read (dozens of lines
+  per evaluation) from its own code, so nothing here can change the cause.
+  """
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "FeatureConnector.dtype` is deprecated" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_DropDeprecatedDtypeWarning())
 
 # Builders are registered by importing the package; see __init__.py.
 AUDIO_FIELDS = ("target", "reference")

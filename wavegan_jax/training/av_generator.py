@@ -9,7 +9,10 @@ mismatching export fails naming the parameter and both shapes.
     'visual'), fine-tuned by the generator's objective with their own Adam.
 Generator objective: `losses.weighted_sum` of stft (multi-resolution STFT),
 waveform_mse, adversarial, feature_matching and weight_decay. The critic
-sees the waveform and, by projection, the visual context sequence.
+sees the waveform and, by projection, the visual context sequence; with
+both critic weights 0 it is neither run nor trained. `generator.
+visual_noise_std` adds Gaussian noise to the visual context the generator
+sees in training (not in evaluation or generation).
 """
 
 import functools
@@ -104,10 +107,21 @@ def conditioning(modules, encoder_params, batch):
   return visual_context, acoustic_context, style
 
 
-def generate(modules, generator_params, encoder_params, batch, z):
-  """Waveforms [B, N] for a batch with 'video' and 'reference'."""
+def generate(modules, generator_params, encoder_params, batch, z,
+             visual_noise=None):
+  """Waveforms [B, N] for a batch with 'video' and 'reference'.
+
+  visual_noise: optional (std, rng): training-time Gaussian noise added to
+  the visual context. The train split pairs each recording with one MNIST
+  image, so without it the generator memorises image -> take and the digit
+  does not carry over to new images (experiments/quality.md).
+  """
   visual_context, acoustic_context, style = conditioning(
       modules, encoder_params, batch)
+  if visual_noise is not None and visual_noise[0]:
+    std, rng = visual_noise
+    visual_context = visual_context + std * jax.random.normal(
+        rng, visual_context.shape, visual_context.dtype)
   return modules["generator"].apply(
       {"params": generator_params}, visual_context, acoustic_context, style,
       z=z)
@@ -130,7 +144,8 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
       else (lambda params: frozen_encoders)
   real = batch["target"]
   batch_size = real.shape[0]
-  d_rng, z_rng, shuffle_rng = jax.random.split(rng, 3)
+  d_rng, z_rng, shuffle_rng, visual_rng = jax.random.split(rng, 4)
+  visual_noise_std = config.generator.get("visual_noise_std", 0.0)
   conditional_critic = config.generator.discriminator.get("condition", False)
   is_wavegan_critic = config.generator.discriminator.kind == "wavegan"
 
@@ -150,19 +165,27 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
   def fake_fn(fake_rng, start, size):
     part = {k: v[start:start + size] for k, v in batch.items()}
     return generate(modules, state["params"]["generator"], encoder_params,
-                    part, _noise(fake_rng, size, config))
+                    part, _noise(fake_rng, size, config),
+                    (visual_noise_std, jax.random.fold_in(fake_rng, 1)))
 
-  state, d_metrics = gan.discriminator_updates(
-      state, critic, real, visual_context, fake_fn, d_rng,
-      num_updates=adversarial.d_steps, kind=kind,
-      gp_weight=adversarial.gp_weight, optimizer=optimizers["discriminator"])
+  use_critic = bool(weights.get("adversarial", 0) or weights.get(
+      "feature_matching", 0))
+  if use_critic:
+    state, d_metrics = gan.discriminator_updates(
+        state, critic, real, visual_context, fake_fn, d_rng,
+        num_updates=adversarial.d_steps, kind=kind,
+        gp_weight=adversarial.gp_weight,
+        optimizer=optimizers["discriminator"])
+  else:  # Reconstruction only: the critic is neither trained nor run.
+    d_metrics = {name: jnp.zeros(()) for name in gan.D_METRICS}
   d_params = state["params"]["discriminator"]
   trained = ("generator",) + (ENCODERS if joint else ())
   z = _noise(z_rng, batch_size, config)
 
   def g_loss_fn(trained_params):
     encoders = encoders_of(trained_params)
-    fake = generate(modules, trained_params["generator"], encoders, batch, z)
+    fake = generate(modules, trained_params["generator"], encoders, batch, z,
+                    (visual_noise_std, visual_rng))
     condition = conditioning(modules, encoders, batch)[0]
 
     def adversarial_terms():
@@ -174,8 +197,6 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
               losses.feature_matching_loss(real_features, fake_features))
 
     stft = losses.multi_resolution_stft_loss(fake, real)
-    use_critic = weights.get("adversarial", 0) or weights.get(
-        "feature_matching", 0)
     adversarial_loss, matching = (adversarial_terms() if use_critic
                                   else (0.0, 0.0))
     terms = {

@@ -20,6 +20,10 @@ Critic = Callable[[dict, jax.Array, Optional[jax.Array], jax.Array],
                   jax.Array]
 
 
+# Metrics every critic update reports ('gradient_penalty' too under WGAN-GP).
+D_METRICS = ("d_loss", "d_real", "d_fake", "d_grad_norm")
+
+
 def discriminator_update(state: dict, critic: Critic, real: jax.Array,
                          fake: jax.Array, condition: Optional[jax.Array],
                          rng: jax.Array, *, kind: str,

@@ -154,7 +154,8 @@ def make_optimizer(learning_rate: float,
     b1: Adam's first-moment decay (WaveGAN: 0.5).
     b2: Adam's second-moment decay (WaveGAN: 0.9).
     weight_decay: decoupled weight decay (AdamW); 0 gives plain Adam.
-    grad_clip_norm: if set, clip the gradients to this global norm first.
+    grad_clip_norm: if set and > 0, clip the gradients to this global
+      norm first (None or 0: no clipping).
     warmup_steps: linear warm-up from 0 to `learning_rate` over this many
       steps.
     schedule: 'constant', or 'cosine' (decay to 0 at `total_steps`).
@@ -188,7 +189,7 @@ def make_optimizer(learning_rate: float,
                          weight_decay=weight_decay)
     else:
       adam = optax.adam(learning_rate, b1, b2, eps)
-    if grad_clip_norm is None:
+    if not grad_clip_norm:  # None or 0: no clipping.
       return adam
     return optax.chain(optax.clip_by_global_norm(grad_clip_norm), adam)
 
