@@ -30,6 +30,9 @@ def _base_config():
   config.data.num_samples = 8192
   config.data.num_frames = 32
   config.data.frame_size = 32
+  # Each train recording drawn 3 times (own image, onset, reference): with
+  # one MNIST image per recording the generator memorises image -> recording.
+  config.data.builder_kwargs = dict(examples_per_take=3)
 
   # Defaults for every stage; a stage's own `train` block overrides any key.
   config.train = ml_collections.ConfigDict()
@@ -42,6 +45,9 @@ def _base_config():
   config.train.grad_clip_norm = 1.0
   config.train.log_every = 50
   config.train.checkpoint_every = 500
+  # Audio and spectrogram previews: at every log step they made ~40 MB of
+  # TensorBoard events per 12000-step run.
+  config.train.summary_every = 1000
   config.train.keep_checkpoints = 2
 
   config.acoustic = ml_collections.ConfigDict()
@@ -74,8 +80,10 @@ def _base_config():
   # No gradient clipping: with clipping at 1.0 the spikes of the log-magnitude
   # gradient (norms of 100-500) shrank every update and even a generator
   # given the digit label learned no digit (experiments/quality.md).
-  config.generator.train = dict(num_steps=6000, learning_rate=1e-3,
-                                grad_clip_norm=0.0)
+  # 15000 steps fill the hour with the first two stages (~11 min); the
+  # cosine decay lands the last steps at a small learning rate.
+  config.generator.train = dict(num_steps=15000, learning_rate=1e-3,
+                                grad_clip_norm=0.0, schedule="cosine")
   # Training-time noise on the visual context: each train recording comes
   # with one MNIST image, and without it the generator memorises them.
   config.generator.visual_noise_std = 0.5
@@ -97,10 +105,14 @@ def get_config(arg=None):
     config.generator.train.num_steps = 300
     config.train.log_every = 25
     config.train.checkpoint_every = 100
+    config.train.summary_every = 100
+    config.data.builder_kwargs.examples_per_take = 1  # The smaller build.
   elif variant == "tiny":
     config.train.batch_size = 4
     config.train.log_every = 2
     config.train.checkpoint_every = 4
+    config.train.summary_every = 4
+    config.data.builder_kwargs.examples_per_take = 1  # The tests' build.
     config.acoustic.model.update(lstm_features=16, context_features=8,
                                  style_features=8, num_mels=16)
     config.acoustic.train.num_steps = 6

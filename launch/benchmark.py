@@ -23,6 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from wavegan_jax import benchmarking
+from wavegan_jax import launching
 
 _SECTIONS = flags.DEFINE_list("sections", list(benchmarking.SECTIONS),
                               "Sections to run, in order.")
@@ -85,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=launching.parse_flags)

@@ -11,6 +11,8 @@ from absl import app
 from absl import logging
 from ml_collections import config_flags
 
+from wavegan_jax import launching
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with ':VARIANT'.")
 
@@ -29,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=launching.parse_flags)

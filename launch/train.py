@@ -19,6 +19,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from wavegan_jax import launching
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with ':VARIANT'.",
     lock_config=True)
@@ -66,4 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=launching.parse_flags)

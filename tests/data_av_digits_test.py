@@ -162,3 +162,44 @@ def test_image_wobbles_by_at_most_two_pixels(examples):
     assert (steps <= 1).all()
     moving += len(set(shifts)) > 1
   assert moving >= 50
+
+
+def _generate(manual_dir, data_dir, split, **fields):
+  """{key: example} of one speaker's takes 0-6 (a fast slice of the build)."""
+  builder = pipeline.get_builder("av_digits", str(data_dir), fields)
+  files = sorted(p for p in (manual_dir / "fsdd" / "recordings").glob(
+      "*_theo_*.wav") if int(p.stem.split("_")[2]) <= 6)
+  images = av_digits.read_idx(manual_dir / "mnist" / av_digits.MNIST_IMAGES)
+  labels = av_digits.read_idx(manual_dir / "mnist" / av_digits.MNIST_LABELS)
+  return dict(builder._generate_examples(split, files, images, labels))
+
+
+def test_examples_per_take_draws_more_train_examples(manual_dir, tmp_path):
+  one = _generate(manual_dir, tmp_path, "train")
+  three = _generate(manual_dir, tmp_path, "train", examples_per_take=3)
+  assert len(one) == 20 and len(three) == 60  # Takes 5 and 6, 10 digits.
+  for stem, example in one.items():
+    # Draw 0 is the one-per-take example, unchanged.
+    for key, value in example.items():
+      np.testing.assert_array_equal(value, three[stem][key], err_msg=key)
+    draws = [three[stem], three[f"{stem}/1"], three[f"{stem}/2"]]
+    assert {d["target_id"] for d in draws} == {stem}
+    recording = example["target"][int(example["onset_frame"]) *
+                                  SAMPLES_PER_FRAME:]
+    for draw in draws[1:]:  # The same recording, placed at its own onset.
+      start = int(draw["onset_frame"]) * SAMPLES_PER_FRAME
+      assert not draw["target"][:start].any()
+      audible = min(len(recording), 8192 - start)
+      np.testing.assert_array_equal(draw["target"][start:start + audible],
+                                    recording[:audible])
+      assert draw["digit"] == example["digit"]
+  # Different images and onsets across draws (not copies of draw 0).
+  images = [[three[f"{s}/{d}" if d else s]["image_id"] for d in range(3)]
+            for s in one]
+  assert sum(len(set(row)) == 3 for row in images) >= 15
+  # The test split stays one per recording.
+  test = _generate(manual_dir, tmp_path, "test", examples_per_take=3)
+  assert len(test) == 50 and all("/" not in key for key in test)
+  with pytest.raises(ValueError, match="examples_per_take must be >= 1"):
+    pipeline.get_builder("av_digits", str(tmp_path),
+                         {"examples_per_take": 0}).info

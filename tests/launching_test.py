@@ -87,6 +87,24 @@ def test_check_overrides_names_an_unknown_key():
     launching.check_overrides(config, {"seed.x": "1"})
 
 
+@pytest.mark.parametrize("script, args", [
+    ("train", ["--workdir={tmp_path}"]), ("summarize", [])])
+def test_scripts_name_an_unknown_override_in_one_line(script, args,
+                                                      tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  result = subprocess.run(
+      [sys.executable, f"launch/{script}.py", f"--config={TINY}",
+       *[arg.format(tmp_path=tmp_path) for arg in args],
+       "--config.train.learnin_rate=1"],
+      capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 2, result.stderr
+  assert result.stderr.startswith(
+      "error: Unknown config key 'train.learnin_rate' in "
+      "experiments/av_digits.py:tiny: train has no field 'learnin_rate'")
+  assert "Traceback" not in result.stderr
+  assert not any(tmp_path.iterdir())  # Nothing started.
+
+
 def test_check_overrides_rejects_bad_values_and_blocks():
   config = launching.load_config(TINY)
   with pytest.raises(launching.LaunchError,

@@ -118,6 +118,27 @@ def test_loss_falls_and_metrics_are_logged(uninterrupted):
       '30', '40']
 
 
+def test_summaries_every_summary_every_steps_and_at_the_end(tmp_path):
+  summary_steps = []
+
+  def summary_fn(state, step):
+    summary_steps.append(step)
+    return _summary_fn(state, step)
+
+  toy_train_main.train(str(tmp_path), 32, summary_fn=summary_fn,
+                       summary_every=15)
+  assert summary_steps == [15, 30, 32]
+  events = glob.glob(os.path.join(str(tmp_path), 'events.out.tfevents.*'))
+  sine_steps = [event.step for event in
+                tf.compat.v1.train.summary_iterator(events[0])
+                for value in event.summary.value
+                if value.tag == 'toy/samples/sine']
+  assert sine_steps == [15, 30, 32]
+  with pytest.raises(ValueError, match='summary_every must be >= 1, got 0'):
+    toy_train_main.train(str(tmp_path / 'zero'), 4, summary_fn=summary_fn,
+                         summary_every=0)
+
+
 def test_resume_after_sigkill_is_bit_identical(uninterrupted, killed_runs):
   _, reference_state, reference_metrics = uninterrupted
   workdir, process, log_path = killed_runs['sigkill']

@@ -28,7 +28,7 @@ import toy_model
 def train(workdir: str, num_steps: int, log_every: int = 5,
           checkpoint_every: int = 10, batch_size: int = 16,
           nan_at_step=None, step_sleep: float = 0.0, async_save: bool = True,
-          guard=None, summary_fn=None):
+          guard=None, summary_fn=None, summary_every=None):
   """Resumes or starts the toy stage in `workdir` and trains it."""
   mesh = parallel.make_data_mesh()
   checkpointer = checkpointing.StageCheckpointer(
@@ -47,7 +47,8 @@ def train(workdir: str, num_steps: int, log_every: int = 5,
         checkpointer=checkpointer, log_every=log_every,
         checkpoint_every=checkpoint_every, examples_per_step=batch_size,
         metrics_to_show=('loss', 'grad_norm'), mesh=mesh,
-        preemption_guard=guard, summary_fn=summary_fn)
+        preemption_guard=guard, summary_fn=summary_fn,
+        summary_every=summary_every)
   finally:
     checkpointer.close()
 

@@ -236,6 +236,39 @@ def config_flag_overrides(args: Sequence[str]) -> dict:
   return overrides
 
 
+def config_spec_of(args: Sequence[str]) -> str | None:
+  """The value of `--config=SPEC` (or `--config SPEC`) among `args`."""
+  for index, arg in enumerate(args):
+    if arg.startswith("--config="):
+      return arg[len("--config="):]
+    if arg == "--config" and index + 1 < len(args):
+      return args[index + 1]
+  return None
+
+
+def parse_flags(argv: Sequence[str]) -> list:
+  """absl `flags_parser` for scripts with a config flag: bad keys in one line.
+
+  absl reports a bad flag value itself, but a `--config.KEY=...` naming a
+  field the config lacks escapes it as a bare AttributeError; this says
+  which key and which fields there are instead, and exits with 2.
+  """
+  from absl import app  # pylint: disable=g-import-not-at-top
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as error:
+    spec = config_spec_of(argv[1:])
+    message = f"bad config override ({error})"
+    try:
+      if spec is not None:
+        check_overrides(load_config(spec), config_flag_overrides(argv[1:]),
+                        spec)
+    except LaunchError as launch_error:
+      message = str(launch_error)
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 # --- Runs and their workdirs. ---
 
 

@@ -1,6 +1,7 @@
 """TFDS builder `av_digits`: spoken FSDD digits paired with MNIST videos.
 
-One example per FSDD recording of the split. The video shows an MNIST image of
+One example per FSDD recording of the split (train: `examples_per_take`
+per recording, each with its own onset, image, wobble and reference). The video shows an MNIST image of
 the spoken digit from the onset frame for as many frames as the recording
 lasts, wobbling by a small random walk; the target is the recording starting
 exactly at the onset frame; the reference is another recording by the same
@@ -48,12 +49,18 @@ class AvDigitsConfig(tfds.core.BuilderConfig):
     num_frames: video frames per clip; must divide num_samples.
     frame_size: frame height and width in pixels.
     seed: seed of every random choice (onsets, images, references, walks).
+    examples_per_take: train examples drawn per FSDD recording. With one,
+      each recording comes with one MNIST image and a generator can learn
+      image -> recording by heart; more gives each recording several images
+      and onsets. The first draw is the one-per-take example itself; the
+      test split always has one per recording, so evaluations compare.
   """
   sample_rate: int = FSDD_SAMPLE_RATE
   num_samples: int = 8192
   num_frames: int = 32
   frame_size: int = 32
   seed: int = 0
+  examples_per_take: int = 1
 
 
 def check_manual_dir(folder: pathlib.Path) -> None:
@@ -140,6 +147,9 @@ class AvDigits(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
+    if config.examples_per_take < 1:
+      raise ValueError(f"examples_per_take must be >= 1, got "
+                       f"{config.examples_per_take}")
     if config.num_samples % config.num_frames:
       raise ValueError(f"num_frames {config.num_frames} must divide "
                        f"num_samples {config.num_samples}")
@@ -205,15 +215,20 @@ class AvDigits(tfds.core.GeneratorBasedBuilder):
       by_speaker_digit.setdefault((speaker, digit), []).append(stem)
     image_ids = np.asarray(image_ids)
     images_of_digit = {k: image_ids[labels[image_ids] == k] for k in range(10)}
+    draws = config.examples_per_take if split == "train" else 1
     for stem, (digit, speaker, _) in sorted(records.items()):
-      rng = common.stable_rng(config.seed, split, stem)
       others = [s for (spk, d), stems in sorted(by_speaker_digit.items())
                 if spk == speaker and d != digit for s in stems]
       if not others:
         raise ValueError(f"{stem}: speaker {speaker} has no other digit in "
                          f"the {split} split to use as reference")
-      yield stem, self._example(rng, stem, digit, speaker, audio, others,
-                                images, images_of_digit[digit])
+      for draw in range(draws):
+        # Draw 0 keeps the one-per-take seed: the same example as before.
+        seed_parts = (config.seed, split, stem) + ((draw,) if draw else ())
+        key = f"{stem}/{draw}" if draw else stem
+        yield key, self._example(common.stable_rng(*seed_parts), stem, digit,
+                                 speaker, audio, others, images,
+                                 images_of_digit[digit])
 
   def _example(self, rng, stem, digit, speaker, audio, others, images,
                image_candidates):

@@ -104,6 +104,7 @@ def run_stage(*,
               checkpoint_every: int,
               examples_per_step: int,
               summary_fn: Optional[Callable[[PyTree, int], dict]] = None,
+              summary_every: Optional[int] = None,
               metrics_to_show: Sequence[str] = ('loss',),
               mesh: Optional[jax.sharding.Mesh] = None,
               preemption_guard: Optional[
@@ -194,8 +195,6 @@ def run_stage(*,
     writer.write_scalars(step, {f'{name}/train/{k}': v
                                 for k, v in record.items() if k != 'step'
                                 and np.ndim(v) == 0})
-    if summary_fn is not None:  # On every process: it may run collectives.
-      _write_summaries(writer, name, step, summary_fn(state, step))
     writer.flush()
     if is_chief:
       with open(metrics_path, 'a') as f:
@@ -213,6 +212,12 @@ def run_stage(*,
     flags = multihost_utils.process_allgather(
         np.asarray(preemption_guard.requested))
     return bool(np.any(flags))
+
+  if summary_every is None:
+    summary_every = log_every
+  if summary_every < 1:
+    raise ValueError(f'Stage {name}: summary_every must be >= 1, got '
+                     f'{summary_every}')
 
   step = start_step
   try:
@@ -237,6 +242,10 @@ def run_stage(*,
         fetch_and_check()
       if is_log_step or is_last:
         log(step)
+      if summary_fn is not None and (step % summary_every == 0 or is_last):
+        # On every process: it may run collectives.
+        _write_summaries(writer, name, step, summary_fn(state, step))
+        writer.flush()
       if is_checkpoint_step or is_last or preempted:
         checkpointer.save(step, state, force=is_last or preempted)
       if preempted:
