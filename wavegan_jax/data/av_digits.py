@@ -1,11 +1,12 @@
 """TFDS builder `av_digits`: spoken FSDD digits paired with MNIST videos.
 
 One example per FSDD recording of the split (train: `examples_per_take`
-per recording, each with its own onset, image, wobble and reference). The video shows an MNIST image of
-the spoken digit from the onset frame for as many frames as the recording
-lasts, wobbling by a small random walk; the target is the recording starting
-exactly at the onset frame; the reference is another recording by the same
-speaker of another digit. See DESIGN.md, "The flagship data set".
+per recording, each with its own onset, image, wobble and reference). The
+video shows an MNIST image of the spoken digit from the onset frame for as
+many frames as the recording lasts, wobbling by a small random walk; the
+target is the recording starting exactly at the onset frame; the reference
+is another recording by the same speaker of another digit. See DESIGN.md,
+"The flagship data set".
 
 Splits follow FSDD's official one: train = takes 5-49 with MNIST t10k images
 0-7999, test = takes 0-4 with images 8000-9999.
