@@ -41,6 +41,9 @@ def get_config(arg=None):
   config.train.learning_rate = 1e-4
   config.train.b1 = 0.5
   config.train.b2 = 0.9
+  # The critic's Adam reads d_* keys first (stage_runner.optimizer_from);
+  # the paper uses one setting for both, this key lets sweeps try two.
+  config.train.d_learning_rate = 1e-4
   config.train.log_every = 50
   config.train.checkpoint_every = 500
   config.train.keep_checkpoints = 2

@@ -24,6 +24,8 @@ from ml_collections import config_flags
 
 from wavegan_jax import benchmarking
 from wavegan_jax import launching
+from wavegan_jax.models import conv
+from wavegan_jax.models import wavegan
 
 _SECTIONS = flags.DEFINE_list("sections", list(benchmarking.SECTIONS),
                               "Sections to run, in order.")
@@ -49,8 +51,13 @@ _MANUAL_DIR = flags.DEFINE_string(
     "manual_dir", os.environ.get("WAVEGAN_MANUAL_DIR"),
     "Raw data folder (default $WAVEGAN_MANUAL_DIR).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
-_INCLUDE_REFERENCE = flags.DEFINE_bool(
-    "include_reference", False, "Also time JAX with impl='reference' (slow).")
+_CONV_IMPL = flags.DEFINE_enum(
+    "conv_impl", wavegan.DEFAULT_CONV_IMPL, conv.IMPLEMENTATIONS,
+    "The JAX convolutions compared with PyTorch (wavegan_jax/models/conv.py).")
+_COMPARE_IMPLS = flags.DEFINE_list(
+    "compare_impls", ["fast"],
+    "Other JAX convolutions timed beside it in section 1 ('reference' is "
+    "the slow plain formulation); empty for none.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 2,
                                       "torch.set_num_threads.")
 _OUTPUT = flags.DEFINE_string("output", None, "Write the results as JSON.")
@@ -68,7 +75,7 @@ def run(argv):
         stage_config=_STAGE_CONFIG.value, stage_repeats=_STAGE_REPEATS.value,
         wavegan_config=_WAVEGAN_CONFIG.value, manual_dir=_MANUAL_DIR.value,
         data_dir=_DATA_DIR.value, pipeline_batches=_PIPELINE_BATCHES.value,
-        include_reference=_INCLUDE_REFERENCE.value,
+        conv_impl=_CONV_IMPL.value, compare_impls=_COMPARE_IMPLS.value,
         torch_threads=_TORCH_THREADS.value)
   except ValueError as error:
     raise app.UsageError(str(error)) from error

@@ -37,8 +37,10 @@ def test_analytic_discriminator_flops_by_hand():
 
 def test_roofline_ceiling_is_peak_over_torch_rate():
   results = {"config": {"dim": 1, "slice_len": 16384, "batch_size": 2},
+             "jax_impl": "jax_winograd",
              "medians": {"torch": {"generate": 0.5, "g_step": 2.0},
-                         "jax_fast": {"generate": 0.25, "g_step": 4.0}}}
+                         "jax_winograd": {"generate": 0.25, "g_step": 4.0},
+                         "jax_fast": {"generate": 9.0, "g_step": 9.0}}}
   g = benchmarking.generator_flops(1, 16384, 2)
   d = benchmarking.throughput.discriminator_flops(1, 16384, 2)
   roof = benchmarking.roofline(results, peak_gflops=1e-3)
@@ -69,6 +71,11 @@ def test_unknown_section_is_named():
                          pipeline_batches=1)
 
 
+def test_unknown_convolution_implementation_is_named():
+  with pytest.raises(ValueError, match=r"implementation 'fft'.*winograd"):
+    benchmarking.wavegan_side_by_side(4, 16384, 2, 1, compare_impls=("fft",))
+
+
 def test_pipeline_without_data_is_skipped_with_null_key():
   results = benchmarking.run_all(
       ["pipeline"], dim=4, slice_len=16384, batch_size=2, repeats=1,
@@ -94,17 +101,22 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
   results = json.loads(output.read_text())
   assert results["sections"] == list(benchmarking.SECTIONS)
   # Section 1.
-  assert set(results["medians"]) == {"jax_fast", "torch"}
+  # The default convolutions against PyTorch, 'fast' (--compare_impls's
+  # default) timed beside them.
+  assert results["jax_impl"] == "jax_winograd"
+  assert set(results["medians"]) == {"jax_winograd", "jax_fast", "torch"}
   for workload in ("generate", "g_step", "d_step"):
     ratio = results[f"ratio_{workload}"]
     assert _positive(ratio)
-    assert ratio == (results["medians"]["torch"][workload]
-                     / results["medians"]["jax_fast"][workload])
+    medians = results["medians"]
+    assert ratio == (medians["torch"][workload]
+                     / medians["jax_winograd"][workload])
+    assert results[f"ratio_{workload}_fast"] == (
+        medians["jax_fast"][workload] / medians["jax_winograd"][workload])
   # d=4: G = 100*16*64 + 16*64 + sum of 25*Cin*Cout + Cout over the layers.
-  assert results["param_counts"]["jax_fast"] == {"generator": 171_585,
-                                                 "discriminator": 69_249}
-  assert results["param_counts"]["torch"] == results["param_counts"][
-      "jax_fast"]
+  for name in ("jax_winograd", "jax_fast", "torch"):
+    assert results["param_counts"][name] == {"generator": 171_585,
+                                             "discriminator": 69_249}
   # Section 2.
   generation = results["generation"]
   for key in ("clips_per_s", "real_time_factor", "gflops", "peak_gflops",

@@ -167,3 +167,93 @@ def test_bad_arguments_raise_clear_errors():
     conv.conv1d(jnp.zeros((1, 3, 2)), kernel, 1, "VALID")
   with pytest.raises(ValueError, match="impl must be one of"):
     conv.Conv1D(3, 5, impl="slow").init(jax.random.key(0), x)
+
+
+# Winograd: WINOGRAD_MIN_CHANNELS is lowered so that these small shapes take
+# the Winograd path (WaveGAN's narrow layers would otherwise keep the direct
+# convolution).
+@pytest.fixture
+def winograd_everywhere(monkeypatch):
+  monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+
+
+# Larger tiles are less accurate in float32; only tile 2 is used. A tile of
+# m outputs of a T-tap filter needs m + T - 2 finite points.
+@pytest.mark.parametrize("tile, tolerance, taps", [
+    (tile, tolerance, taps)
+    for tile, tolerance in ((2, 1e-5), (3, 1e-4), (4, 1e-4))
+    for taps in (2, 3, 7, 8)
+    if tile + taps - 2 <= len(conv._WINOGRAD_POINTS)])
+def test_winograd_stride1_matches_direct(taps, tile, tolerance):
+  x, kernel = _random_inputs(23, 5, 6, taps, seed=10)
+  stride1 = lambda fn: lambda a, b, stride, padding: fn(a, b)
+  winograd = _value_and_grads(
+      stride1(lambda a, b: conv._winograd_stride1(a, b, tile)), x, kernel,
+      1, "VALID", cotangent_seed=11)
+  direct = _value_and_grads(stride1(conv._conv_stride1), x, kernel, 1,
+                            "VALID", cotangent_seed=11)
+  for name, a, b in zip(("value", "grad_x", "grad_kernel"), winograd, direct):
+    assert a.shape == b.shape, name
+    assert _relative_error(a, b) < tolerance, name
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("case", CASES[:3] + CASES[5:])
+@pytest.mark.parametrize("fn, reference", [
+    (conv.conv1d, conv.conv1d_reference),
+    (conv.conv_transpose1d, conv.conv_transpose1d_reference)])
+def test_winograd_matches_reference(fn, reference, case, padding,
+                                    winograd_everywhere):
+  length, cin, cout, size, stride = case
+  if fn is conv.conv1d:
+    length = length * stride + 1
+  x, kernel = _random_inputs(length, cin, cout, size, seed=12)
+  winograd = _value_and_grads(
+      lambda *args: fn(*args, winograd=True), x, kernel, stride, padding,
+      cotangent_seed=13)
+  ref = _value_and_grads(reference, x, kernel, stride, padding,
+                         cotangent_seed=13)
+  for name, a, b in zip(("value", "grad_x", "grad_kernel"), winograd, ref):
+    assert a.shape == b.shape, name
+    assert _relative_error(a, b) < 1e-5, name
+
+
+@pytest.mark.parametrize("fn, reference", [
+    (conv.conv1d, conv.conv1d_reference),
+    (conv.conv_transpose1d, conv.conv_transpose1d_reference)])
+def test_winograd_second_order_gradients_match_reference(
+    fn, reference, winograd_everywhere):
+  x, kernel = _random_inputs(19, 3, 4, 25, seed=14)
+
+  def penalty_grads(conv_fn):
+    def penalty(kernel, x):
+      grad_x = jax.grad(
+          lambda x: jnp.sum(jnp.tanh(conv_fn(x, kernel, 4, "SAME"))))(x)
+      return jnp.sum(grad_x ** 2)
+    return jax.jit(jax.grad(penalty, argnums=(0, 1)))(kernel, x)
+  winograd = penalty_grads(lambda *args: fn(*args, winograd=True))
+  for a, b in zip(winograd, penalty_grads(reference)):
+    assert _relative_error(a, b) < 1e-5
+
+
+def _count_convolutions(fn, x, kernel):
+  return len(_conv_strides(jax.make_jaxpr(
+      lambda a, b: fn(a, b, 4, "SAME", winograd=True))(x, kernel).jaxpr))
+
+
+def test_winograd_only_on_wide_layers():
+  narrow = _random_inputs(16, 4, 4, 25, seed=15)
+  # Polyphase kernels [7, 512, 128] (conv1d), [7, 128, 512] (transposed).
+  wide = _random_inputs(16, 128, 128, 25, seed=15)
+  for fn in (conv.conv1d, conv.conv_transpose1d):
+    assert _count_convolutions(fn, *narrow) == 1
+    assert _count_convolutions(fn, *wide) == 0
+
+
+def test_winograd_module_matches_reference(winograd_everywhere):
+  x = jax.random.normal(jax.random.key(16), (2, 40, 3))
+  for module_cls in (conv.Conv1D, conv.ConvTranspose1D):
+    params = module_cls(5, 25, 4).init(jax.random.key(17), x)
+    y = module_cls(5, 25, 4, impl="winograd").apply(params, x)
+    y_reference = module_cls(5, 25, 4, impl="reference").apply(params, x)
+    assert _relative_error(y, y_reference) < 1e-5

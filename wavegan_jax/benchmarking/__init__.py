@@ -24,6 +24,7 @@ from wavegan_jax.benchmarking.throughput import generator_flops
 from wavegan_jax.benchmarking.throughput import roofline
 from wavegan_jax.benchmarking.twins import JaxWaveGAN
 from wavegan_jax.benchmarking.twins import wavegan_side_by_side
+from wavegan_jax.models import wavegan
 
 __all__ = ["SECTIONS", "data_available", "format_table", "generation",
            "generator_flops", "pipeline", "roofline", "run_all", "stage_steps",
@@ -45,7 +46,8 @@ def data_available(manual_dir, data_dir):
 
 def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
             matmul_size, stage_config, stage_repeats, wavegan_config,
-            manual_dir, data_dir, pipeline_batches, include_reference=False,
+            manual_dir, data_dir, pipeline_batches,
+            conv_impl=wavegan.DEFAULT_CONV_IMPL, compare_impls=(),
             torch_threads=2):
   """Runs the chosen sections in order in this process.
 
@@ -59,7 +61,8 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
     wavegan_config: the wavegan config (section 4's audio_folder stream).
     manual_dir, data_dir: where the data is (section 4).
     pipeline_batches: timed batches per stream.
-    include_reference: section 1 also times the reference convolutions.
+    conv_impl: the JAX convolutions of sections 1 and 2 (conv.py).
+    compare_impls: section 1 also times these JAX convolutions.
     torch_threads: PyTorch intra-op threads.
 
   Returns:
@@ -78,10 +81,11 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
   wavegan_results = runner = None
   if "wavegan" in sections:
     wavegan_results, runner = wavegan_side_by_side(
-        dim, slice_len, batch_size, repeats, include_reference, torch_threads)
+        dim, slice_len, batch_size, repeats, conv_impl, compare_impls,
+        torch_threads)
     results.update(wavegan_results)
   if "generation" in sections:
-    runner = runner or JaxWaveGAN(dim, slice_len, batch_size, "fast")
+    runner = runner or JaxWaveGAN(dim, slice_len, batch_size, conv_impl)
     results["generation"] = generation(runner, dim, slice_len, batch_size,
                                        sample_rate, repeats, matmul_size)
     results["generate_peak_fraction"] = results["generation"][

@@ -109,7 +109,7 @@ def wavegan_consumption(wavegan_results, d_steps):
   on b examples; at section 1's b that is
   d_steps * b / (d_steps * t_d_step + t_g_step) examples/s.
   """
-  medians = wavegan_results["medians"]["jax_fast"]
+  medians = wavegan_results["medians"][wavegan_results["jax_impl"]]
   return (d_steps * wavegan_results["config"]["batch_size"]
           / (d_steps * medians["d_step"] + medians["g_step"]))
 

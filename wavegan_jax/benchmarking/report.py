@@ -11,8 +11,15 @@ def _wavegan_table(results):
     lines.append(f"{name:<16}" + "".join(f"{per[w]:>11.3f}s"
                                          for w in WORKLOADS)
                  + f"{counts['generator']:>13,}/{counts['discriminator']:,}")
-  lines.append(f"{'torch / jax_fast':<16}" + "".join(
+  primary = results["jax_impl"]
+  lines.append(f"{'torch / ' + primary:<16}" + "".join(
       f"{results['ratio_' + w]:>11.2f}x" for w in WORKLOADS))
+  for name in results["medians"]:
+    if name not in (primary, "torch"):
+      lines.append(f"{name + ' / ' + primary:<16}" + "".join(
+          f"{per_ratio:>11.2f}x" for per_ratio in (
+              results["medians"][name][w] / results["medians"][primary][w]
+              for w in WORKLOADS)))
   for name, per in results["compile_seconds"].items():
     if name.startswith("jax"):
       lines.append(f"compile {name}: " + ", ".join(

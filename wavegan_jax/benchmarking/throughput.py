@@ -87,7 +87,7 @@ def roofline(wavegan_results, peak_gflops):
   out = {}
   for workload, count in flops.items():
     torch_gflops = count / medians["torch"][workload] / 1e9
-    jax_gflops = count / medians["jax_fast"][workload] / 1e9
+    jax_gflops = count / medians[wavegan_results["jax_impl"]][workload] / 1e9
     out[workload] = {
         "flops": count, "torch_gflops": torch_gflops,
         "jax_gflops": jax_gflops,

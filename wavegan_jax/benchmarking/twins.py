@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wavegan_jax.models import conv
 from wavegan_jax.models import wavegan
 
 LATENT_DIM = 100
@@ -248,7 +249,8 @@ class TorchWaveGAN:
 
 
 def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
-                         include_reference=False, torch_threads=2):
+                         conv_impl=wavegan.DEFAULT_CONV_IMPL,
+                         compare_impls=(), torch_threads=2):
   """Section 1: WaveGAN in JAX and PyTorch, warmed up, timed alternately.
 
   Args:
@@ -256,19 +258,25 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
     slice_len: samples per example.
     batch_size: examples per batch.
     repeats: timed calls per (implementation, workload).
-    include_reference: also time JAX with the reference convolutions.
+    conv_impl: the JAX convolutions compared with PyTorch (conv.py).
+    compare_impls: other JAX convolutions timed beside it, e.g. ('fast',).
     torch_threads: PyTorch intra-op threads.
 
   Returns:
     (results, jax_runner): results is a JSON-ready dict with config,
+    jax_impl (the name of the compared JAX runner, 'jax_<conv_impl>'),
     param_counts, compile_seconds, medians and all times (seconds) per
-    implementation and workload, and ratio_<workload> = torch median /
-    jax_fast median (plus ratio_<workload>_reference = jax_reference /
-    jax_fast when included); jax_runner is the fast JaxWaveGAN.
+    implementation and workload, ratio_<workload> = torch median / jax_impl
+    median, and ratio_<workload>_<impl> = jax_<impl> median / jax_impl
+    median for each of compare_impls; jax_runner is the conv_impl runner.
   """
+  impls = [conv_impl] + [i for i in compare_impls if i != conv_impl]
+  for impl in impls:
+    if impl not in conv.IMPLEMENTATIONS:
+      raise ValueError(f"Unknown convolution implementation {impl!r}; "
+                       f"expected one of {conv.IMPLEMENTATIONS}")
   torch = _torch()
   torch.set_num_threads(torch_threads)
-  impls = ["fast"] + (["reference"] if include_reference else [])
   runners = []
   for impl in impls:
     logging.info("Compiling JAX (%s convolutions).", impl)
@@ -287,12 +295,14 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
         times[runner.name][workload].append(time.perf_counter() - start)
   medians = {name: {w: statistics.median(t) for w, t in per.items()}
              for name, per in times.items()}
+  primary = runners[0].name
   results = {
       "config": {"dim": dim, "slice_len": slice_len, "batch_size": batch_size,
                  "repeats": repeats, "torch_threads": torch_threads,
                  "jax_backend": jax.default_backend(),
                  "torch_version": torch.__version__,
                  "jax_version": jax.__version__},
+      "jax_impl": primary,
       "param_counts": {r.name: {"generator": r.param_counts[0],
                                 "discriminator": r.param_counts[1]}
                        for r in runners},
@@ -301,9 +311,9 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
       "times": times,
   }
   for workload in WORKLOADS:
-    fast = medians["jax_fast"][workload]
-    results[f"ratio_{workload}"] = medians["torch"][workload] / fast
-    if include_reference:
-      results[f"ratio_{workload}_reference"] = (
-          medians["jax_reference"][workload] / fast)
+    jax_time = medians[primary][workload]
+    results[f"ratio_{workload}"] = medians["torch"][workload] / jax_time
+    for impl in impls[1:]:
+      results[f"ratio_{workload}_{impl}"] = (
+          medians[f"jax_{impl}"][workload] / jax_time)
   return results, runners[0]

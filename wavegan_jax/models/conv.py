@@ -29,8 +29,23 @@ The result equals `jax.lax.conv_general_dilated` / `jax.lax.conv_transpose`
 with the same padding string, up to float rounding; the reference forms are
 kept as `conv1d_reference` / `conv_transpose1d_reference` and selectable with
 `impl='reference'`.
+
+Winograd option (`impl='winograd'`): the stride-1 correlations above run at
+about this CPU's float32 matmul peak, so only fewer FLOPs make them faster.
+Toom-Cook / Winograd F(2, T) computes 2 outputs of a T-tap correlation with
+T + 1 channel-mixing products instead of 2T (0.57x the matmul work for
+WaveGAN's T = 7), forward and in both autodiff gradients. Measured on a
+2-core XLA:CPU (d=64, batch 16, 16384 samples): generation, the generator
+step and the WGAN-GP critic step take about 0.8x the time of 'fast'. It
+costs accuracy: about 3e-6 relative error per layer instead of 3e-7 (tiles
+of 4 outputs were faster still, about 0.65x, but reach 1-2e-5, beyond this
+project's tolerance). It is used only where both channel counts
+of the correlation are >= WINOGRAD_MIN_CHANNELS; narrow layers (the first
+discriminator and last generator layer) keep the direct convolution, where
+the transforms' memory traffic outweighs the saved FLOPs.
 """
 
+import functools
 import math
 from typing import Callable
 
@@ -40,7 +55,12 @@ import jax.numpy as jnp
 import numpy as np
 
 _DIMENSION_NUMBERS = ("NWC", "WIO", "NWC")
-IMPLEMENTATIONS = ("fast", "reference")
+IMPLEMENTATIONS = ("fast", "reference", "winograd")
+WINOGRAD_TILE = 2  # outputs per Winograd tile
+WINOGRAD_MIN_CHANNELS = 128
+# Finite Toom-Cook interpolation points (the point at infinity is added);
+# small magnitudes and reciprocal pairs keep the float32 error low.
+_WINOGRAD_POINTS = (0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 1.5, -1.5)
 
 
 def _check_args(x, kernel, stride, padding, name):
@@ -99,6 +119,80 @@ def _conv_stride1_bwd(residuals, grad_y):
 _conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
 
 
+@functools.lru_cache(maxsize=None)
+def _toom_cook(tile, taps):
+  """Winograd matrices (A^T [m, a], G [a, r], B^T [a, a]), float64.
+
+  For m = tile outputs and r = taps, with a = m + r - 1 points:
+  y[k] = sum_t d[k + t] g[t] (k < m) equals A^T ((G g) * (B^T d)) for any
+  window d of a samples. This is the transpose of Toom-Cook polynomial
+  multiplication: evaluation (Vandermonde) matrices for the m-tap and r-tap
+  factors, inverse Vandermonde (interpolation) for the product.
+  """
+  size = tile + taps - 1
+  points = np.array(_WINOGRAD_POINTS[:size - 1], np.float64)
+
+  def vandermonde(columns):  # rows: p ** j, then the leading coefficient
+    v = np.zeros((size, columns))
+    v[:-1] = points[:, None] ** np.arange(columns)
+    v[-1, -1] = 1.0
+    return v
+  # Row scales move the Lagrange denominators from B^T (applied to the
+  # data) into G (applied once to the kernel).
+  scale = np.ones(size)
+  for i, p in enumerate(points):
+    scale[i] = np.prod(p - np.delete(points, i))
+  b_t = scale[:, None] * np.linalg.inv(vandermonde(size)).T
+  g = vandermonde(taps) / scale[:, None]
+  return vandermonde(tile).T, g, b_t
+
+
+def _weighted_sum(coefficients, terms):
+  """sum_i c_i * terms[i] over the nonzero c_i (an elementwise fusion)."""
+  total = None
+  for c, term in zip(coefficients, terms):
+    if c:
+      term = term if c == 1 else np.float32(c) * term
+      total = term if total is None else total + term
+  return total
+
+
+def _winograd_stride1(x, kernel, tile=WINOGRAD_TILE):
+  """`_conv_stride1` by Winograd F(tile, T): fewer FLOPs, float32 rounding
+  about 10x larger (see the module docstring).
+
+  Plain jnp ops, so autodiff to any order is again the same transforms and
+  batched matmuls (also with the reduced work). Wide layers only.
+  """
+  batch, length, in_channels = x.shape
+  taps, _, out_channels = kernel.shape
+  size = tile + taps - 1
+  a_t, g, b_t = _toom_cook(tile, taps)
+  out_length = length - taps + 1
+  tiles = -(-out_length // tile)
+  x = jnp.pad(x, ((0, 0), (0, tiles * tile + taps - 1 - length), (0, 0)))
+  # Sample j of every tile's window: [B, tiles, Ci] each.
+  windows = [x[:, j:j + tiles * tile:tile] for j in range(size)]
+  # Transform index leading: one batched matmul, no transposes.
+  v = jnp.stack([_weighted_sum(row, windows) for row in b_t])
+  v = v.reshape(size, batch * tiles, in_channels)
+  u = jnp.einsum("at,tio->aio", g.astype(np.float32), kernel)
+  products = jnp.matmul(v, u)  # [size, B * tiles, Co]
+  y = jnp.stack([_weighted_sum(row, products) for row in a_t], axis=1)
+  y = y.reshape(batch, tiles * tile, out_channels)
+  return y[:, :out_length]
+
+
+def _stride1(x, kernel, winograd):
+  """The stride-1 correlation: Winograd where it pays (wide, few taps)."""
+  taps, in_channels, out_channels = kernel.shape
+  if (winograd and taps > 1
+      and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+      and WINOGRAD_TILE + taps - 2 <= len(_WINOGRAD_POINTS)):
+    return _winograd_stride1(x, kernel)
+  return _conv_stride1(x, kernel)
+
+
 def _pad_or_crop(x, left, right):
   """Pads (positive) or crops (negative) axis 1 of x with zeros."""
   if left < 0:
@@ -153,7 +247,7 @@ def conv_transpose1d_reference(x, kernel, stride=1, padding="SAME"):
       x, kernel, (stride,), padding, dimension_numbers=_DIMENSION_NUMBERS)
 
 
-def conv1d(x, kernel, stride=1, padding="SAME"):
+def conv1d(x, kernel, stride=1, padding="SAME", winograd=False):
   """Strided 1-D convolution as a stride-1 convolution over space-to-depth.
 
   Equals `jax.lax.conv_general_dilated(x, kernel, (stride,), padding)` with
@@ -165,6 +259,7 @@ def conv1d(x, kernel, stride=1, padding="SAME"):
     stride: int.
     padding: 'SAME' (ceil(length / stride) outputs) or 'VALID'
       (floor((length - kernel_size) / stride) + 1 outputs).
+    winograd: Winograd stride-1 correlation on wide layers (see above).
 
   Returns:
     [batch, out_length, out_channels].
@@ -183,9 +278,9 @@ def conv1d(x, kernel, stride=1, padding="SAME"):
     raise ValueError(f"conv1d: input length {length} is shorter than the "
                      f"kernel ({size}) with 'VALID' padding")
   if stride == 1:
-    return _conv_stride1(
+    return _stride1(
         _pad_or_crop(x, pad_left, out_length + size - 1 - length - pad_left),
-        kernel)
+        kernel, winograd)
   taps = -(-size // stride)
   # Input samples s*p + r for p < out_length + taps - 1: a whole number of
   # phases; anything past the last window is cropped, missing ends are zeros.
@@ -197,7 +292,7 @@ def conv1d(x, kernel, stride=1, padding="SAME"):
   index[index >= size] = size
   kernel = _gather_taps(kernel, index).reshape(
       taps, stride * in_channels, out_channels)
-  return _conv_stride1(x, kernel)
+  return _stride1(x, kernel, winograd)
 
 
 def _transpose_padding(size, stride, padding):
@@ -211,7 +306,7 @@ def _transpose_padding(size, stride, padding):
   return pad_left, pad_total
 
 
-def conv_transpose1d(x, kernel, stride=1, padding="SAME"):
+def conv_transpose1d(x, kernel, stride=1, padding="SAME", winograd=False):
   """Transposed 1-D convolution as one stride-1 polyphase convolution.
 
   Equals `jax.lax.conv_transpose(x, kernel, (stride,), padding)` with NWC /
@@ -228,6 +323,7 @@ def conv_transpose1d(x, kernel, stride=1, padding="SAME"):
     stride: int.
     padding: 'SAME' (length * stride outputs) or 'VALID'
       (length * stride + max(kernel_size - stride, 0) outputs).
+    winograd: Winograd stride-1 correlation on wide layers (see above).
 
   Returns:
     [batch, out_length, out_channels].
@@ -256,7 +352,7 @@ def conv_transpose1d(x, kernel, stride=1, padding="SAME"):
       taps, in_channels, stride * out_channels)
   # x[q + start + t] for q < phase_length, t < taps; zeros off the ends.
   x = _pad_or_crop(x, -start, phase_length + taps - 1 + start - length)
-  y = _conv_stride1(x, kernel)  # [B, phase_length, s*Cout]
+  y = _stride1(x, kernel, winograd)  # [B, phase_length, s*Cout]
   y = y.reshape(batch, phase_length * stride, out_channels)
   return y[:, :out_length]
 
@@ -264,6 +360,8 @@ def conv_transpose1d(x, kernel, stride=1, padding="SAME"):
 def _select(impl, fast, reference):
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+  if impl == "winograd":
+    return functools.partial(fast, winograd=True)
   return fast if impl == "fast" else reference
 
 

@@ -28,6 +28,9 @@ from wavegan_jax.models import conv
 
 SLICE_LENGTHS = (8192, 16384, 32768, 65536)
 UPSAMPLE_MODES = ("zeros", "nn")
+# Winograd F(2, 7) on the wide layers: ~0.8x the time of 'fast' on a CPU,
+# relative error ~3e-6 per layer instead of ~3e-7 (conv.py).
+DEFAULT_CONV_IMPL = "winograd"
 _KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
@@ -111,7 +114,8 @@ class WaveGANGenerator(nn.Module):
     use_batchnorm: batch normalisation after the dense and hidden layers.
     post_proc_filter_len: taps of the learned post-processing filter; 0
       disables it (512 is the paper's).
-    conv_impl: 'fast' or 'reference' (see conv.py); parameters are the same.
+    conv_impl: 'winograd', 'fast' or 'reference' (see conv.py); the
+      parameters are the same.
   """
   dim: int = 64
   slice_len: int = 16384
@@ -120,7 +124,7 @@ class WaveGANGenerator(nn.Module):
   upsample: str = "zeros"
   use_batchnorm: bool = False
   post_proc_filter_len: int = 0
-  conv_impl: str = "fast"
+  conv_impl: str = DEFAULT_CONV_IMPL
 
   @nn.compact
   def __call__(self, z, train=False):
@@ -180,14 +184,14 @@ class WaveGANDiscriminator(nn.Module):
     kernel_len: convolution taps (25).
     phaseshuffle_rad: phase shuffle radius n (2); 0 disables it.
     use_batchnorm: batch normalisation after convolutions 1 and up.
-    conv_impl: 'fast' or 'reference' (see conv.py).
+    conv_impl: 'winograd', 'fast' or 'reference' (see conv.py).
   """
   dim: int = 64
   slice_len: int = 16384
   kernel_len: int = 25
   phaseshuffle_rad: int = 2
   use_batchnorm: bool = False
-  conv_impl: str = "fast"
+  conv_impl: str = DEFAULT_CONV_IMPL
 
   @nn.compact
   def __call__(self, x, rng=None, condition=None, return_features=False,
