@@ -40,7 +40,7 @@ def format_table(results):
   if "generation" in results:
     g = results["generation"]
     lines += [
-        "== 2. Generation (JAX, fast convolutions) ==",
+        f"== 2. Generation ({g['jax_impl']}) ==",
         f"clips/s {g['clips_per_s']:.1f}, real-time factor "
         f"{g['real_time_factor']:.1f}x at {g['sample_rate']} Hz "
         f"({g['seconds']:.3f} s per batch)",

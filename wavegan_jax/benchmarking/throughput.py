@@ -111,7 +111,7 @@ def generation(runner, dim, slice_len, batch_size, sample_rate, repeats,
   """Section 2: generation throughput against the matrix-product peak.
 
   Args:
-    runner: a JaxWaveGAN at (dim, slice_len, batch_size) (fast convs).
+    runner: a JaxWaveGAN at (dim, slice_len, batch_size).
     dim: model width d.
     slice_len: samples per clip.
     batch_size: clips per call.
@@ -133,7 +133,8 @@ def generation(runner, dim, slice_len, batch_size, sample_rate, repeats,
   xla_flops = _xla_flops(runner.compiled["generate"])
   gflops = flops / seconds / 1e9
   return {
-      "seconds": seconds, "clips_per_s": batch_size / seconds,
+      "jax_impl": runner.name, "seconds": seconds,
+      "clips_per_s": batch_size / seconds,
       "real_time_factor": batch_size * slice_len / sample_rate / seconds,
       "sample_rate": sample_rate, "flops_analytic": flops,
       "flops_xla": xla_flops, "gflops": gflops,
