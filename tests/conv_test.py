@@ -118,20 +118,23 @@ def test_fast_forward_and_gradients_are_stride1_convolutions(fn):
   assert set(strides) == {((1,), (1,))}
 
 
+def _penalty_grads(conv_fn, x, kernel):
+  """d/d(kernel, x) of ||d/dx sum(tanh(conv(x)))||^2, as in WGAN-GP."""
+  def penalty(kernel, x):
+    grad_x = jax.grad(
+        lambda x: jnp.sum(jnp.tanh(conv_fn(x, kernel, 4, "SAME"))))(x)
+    return jnp.sum(grad_x ** 2)
+  return jax.jit(jax.grad(penalty, argnums=(0, 1)))(kernel, x)
+
+
 @pytest.mark.parametrize("fn, reference", [
     (conv.conv1d, conv.conv1d_reference),
     (conv.conv_transpose1d, conv.conv_transpose1d_reference)])
 def test_second_order_gradients_match_reference(fn, reference):
   """A gradient-penalty-like loss: d/d(kernel, x) of ||d/dx f(x)||^2."""
   x, kernel = _random_inputs(19, 3, 4, 25, seed=9)
-
-  def penalty_grads(conv_fn):
-    def penalty(kernel, x):
-      grad_x = jax.grad(
-          lambda x: jnp.sum(jnp.tanh(conv_fn(x, kernel, 4, "SAME"))))(x)
-      return jnp.sum(grad_x ** 2)
-    return jax.jit(jax.grad(penalty, argnums=(0, 1)))(kernel, x)
-  for a, b in zip(penalty_grads(fn), penalty_grads(reference)):
+  for a, b in zip(_penalty_grads(fn, x, kernel),
+                  _penalty_grads(reference, x, kernel)):
     assert _relative_error(a, b) < 1e-5
 
 
@@ -224,15 +227,8 @@ def test_winograd_matches_reference(fn, reference, case, padding,
 def test_winograd_second_order_gradients_match_reference(
     fn, reference, winograd_everywhere):
   x, kernel = _random_inputs(19, 3, 4, 25, seed=14)
-
-  def penalty_grads(conv_fn):
-    def penalty(kernel, x):
-      grad_x = jax.grad(
-          lambda x: jnp.sum(jnp.tanh(conv_fn(x, kernel, 4, "SAME"))))(x)
-      return jnp.sum(grad_x ** 2)
-    return jax.jit(jax.grad(penalty, argnums=(0, 1)))(kernel, x)
-  winograd = penalty_grads(lambda *args: fn(*args, winograd=True))
-  for a, b in zip(winograd, penalty_grads(reference)):
+  winograd = _penalty_grads(lambda *args: fn(*args, winograd=True), x, kernel)
+  for a, b in zip(winograd, _penalty_grads(reference, x, kernel)):
     assert _relative_error(a, b) < 1e-5
 
 
