@@ -39,8 +39,9 @@ def _base_config():
   config.data.frame_size = 32
   # Each train recording drawn 5 times (own image, onset, reference): with
   # one MNIST image per recording the generator memorises image -> recording.
-  # 5 against 3 at equal steps: digit 0.933 -> 0.94, speaker 0.867 -> 0.903,
-  # test MR-STFT 1.142 -> 1.104 (experiments/quality.md, run 11).
+  # 5 against 3 (experiments/quality.md, runs 11-12): test MR-STFT 1.142 ->
+  # 1.10-1.11, speaker 0.867 -> 0.88-0.90, IS ratio 0.89 -> 0.90-0.91;
+  # the digit (0.933 -> 0.92-0.94) within run-to-run noise.
   config.data.builder_kwargs = dict(examples_per_take=5)
 
   # Defaults for every stage; a stage's own `train` block overrides any key.
