@@ -3,6 +3,8 @@ r"""Prepares a TFDS data set: `launch/prepare_data.py --dataset=av_digits`.
 Examples:
   python launch/prepare_data.py --dataset=av_digits \
       --manual_dir=../shared/data --data_dir=tensorflow_datasets
+  python launch/prepare_data.py --dataset=av_digits --examples_per_take=5 \
+      --manual_dir=../shared/data
   python launch/prepare_data.py --dataset=audio_folder --config=fsdd \
       --manual_dir=../shared/data/fsdd/recordings
   python launch/prepare_data.py --dataset=av_folder --manual_dir=my_videos \
@@ -42,6 +44,8 @@ _INT_FIELDS = {
     "slice_len": "Samples per slice (audio_folder).",
     "num_channels": "Audio channels (audio_folder).",
     "seed": "Seed of the builder's random choices.",
+    "examples_per_take": "Train examples drawn per FSDD recording "
+                         "(av_digits; experiments/av_digits.py uses 5).",
 }
 _FLOAT_FIELDS = {
     "overlap_ratio": "Slice overlap in [0, 1) (audio_folder).",

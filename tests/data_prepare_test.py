@@ -55,3 +55,21 @@ def test_prepare_data_audio_folder_twice(make_media, tmp_path):
   batch = next(dataset.as_numpy_iterator())
   assert batch["audio"].shape == (2, 2048, 1)
   assert batch["audio"].dtype == np.float32
+
+
+def test_prepare_data_examples_per_take_reaches_the_builder(tmp_path):
+  # A bad value is refused by av_digits itself, so the flag got there.
+  result = _prepare("--dataset=av_digits", "--examples_per_take=0",
+                    f"--data_dir={tmp_path}")
+  assert result.returncode == 2
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith("error: ")
+  assert last_line.endswith("examples_per_take must be >= 1, got 0")
+  # Builders without the field name it instead of ignoring it.
+  result = _prepare("--dataset=audio_folder", "--config=fsdd",
+                    "--examples_per_take=5", f"--data_dir={tmp_path}",
+                    f"--manual_dir={tmp_path}")
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: unknown config fields ['examples_per_take'] for 'fsdd'")
+  assert "Traceback" not in result.stderr
