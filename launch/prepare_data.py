@@ -3,7 +3,7 @@ r"""Prepares a TFDS data set: `launch/prepare_data.py --dataset=av_digits`.
 Examples:
   python launch/prepare_data.py --dataset=av_digits \
       --manual_dir=../shared/data --data_dir=tensorflow_datasets
-  python launch/prepare_data.py --dataset=av_digits --examples_per_take=5 \
+  python launch/prepare_data.py --dataset=av_digits --examples_per_take=8 \
       --manual_dir=../shared/data
   python launch/prepare_data.py --dataset=audio_folder --config=fsdd \
       --manual_dir=../shared/data/fsdd/recordings
