@@ -45,13 +45,13 @@ _STAGE_REPEATS = flags.DEFINE_integer("stage_repeats", 5,
 _WAVEGAN_CONFIG = config_flags.DEFINE_config_file(
     "wavegan_config", "experiments/wavegan.py",
     "The WaveGAN config whose audio_folder pipeline is timed.")
-# 1000 batches of 16 span more than one epoch of every default split (the
-# largest, av_digits with 5 per recording, has 13,500 examples). A split
-# that fits in the shuffle buffer is decoded once per epoch and then served
-# from the buffer, so a window shorter than an epoch overstates its rate.
+# The untimed warm-up batch fills the 10,000-example shuffle buffer, which
+# holds all of a small split (av_digits with 1 or 3 examples per recording):
+# the rest of its first epoch comes out without reading, so a short window
+# overstates it. 1000 batches of 16 span several epochs of such a split.
 _PIPELINE_BATCHES = flags.DEFINE_integer(
-    "pipeline_batches", 1000, "Timed batches per input stream (span at "
-    "least one epoch: see the comment above).")
+    "pipeline_batches", 1000, "Timed batches per input stream (span "
+    "several epochs of a small split: see the comment above).")
 _MANUAL_DIR = flags.DEFINE_string(
     "manual_dir", os.environ.get("WAVEGAN_MANUAL_DIR"),
     "Raw data folder (default $WAVEGAN_MANUAL_DIR).")

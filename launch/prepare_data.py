@@ -45,7 +45,7 @@ _INT_FIELDS = {
     "num_channels": "Audio channels (audio_folder).",
     "seed": "Seed of the builder's random choices.",
     "examples_per_take": "Train examples drawn per FSDD recording "
-                         "(av_digits; experiments/av_digits.py uses 5).",
+                         "(av_digits; experiments/av_digits.py uses 8).",
 }
 _FLOAT_FIELDS = {
     "overlap_ratio": "Slice overlap in [0, 1) (audio_folder).",
