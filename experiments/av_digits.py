@@ -92,8 +92,11 @@ def _base_config():
   # given the digit label learned no digit (experiments/quality.md).
   # 9000 joint steps fill the hour with the first two stages (~9 min); the
   # cosine decay lands the last steps at a small learning rate.
+  # ema_decay: an EMA of the trained weights for the export (0: off; see
+  # quality.md run 14).
   config.generator.train = dict(num_steps=9000, learning_rate=1e-3,
-                                grad_clip_norm=0.0, schedule="cosine")
+                                grad_clip_norm=0.0, schedule="cosine",
+                                ema_decay=0.0)
   # Training-time noise on the visual context: each train recording comes
   # with one MNIST image, and without it the generator memorises them.
   config.generator.visual_noise_std = 0.5

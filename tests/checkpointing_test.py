@@ -139,3 +139,24 @@ def test_preemption_guard_sets_a_flag_and_restores_the_handler():
   assert preempted.code == 143 and isinstance(preempted, SystemExit)
   assert str(preempted) == ('Stopped by signal 15 after saving step 12; '
                             'exit code 143.')
+
+
+def test_resuming_with_or_without_ema_names_the_ema_leaves(tmp_path):
+  # A run started with EMA copies (toy_model keeps them) resumed by a config
+  # without them: an error naming ema_params and train.ema_decay, not
+  # Orbax's tree dump.
+  directory = str(tmp_path / 'ckpt')
+  writer = checkpointing.StageCheckpointer(directory, async_save=False)
+  writer.save(3, toy_model.init_state())
+  writer.close()
+
+  def init_without_ema():
+    return {**toy_model.init_state(), 'ema_params': {}}
+
+  reader = checkpointing.StageCheckpointer(directory)
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match=r"step 3 does not match the model: unexpected in "
+                     r"the checkpoint: \['ema_params/mlp/dense1/bias'.*"
+                     r'train.ema_decay is set'):
+    reader.restore_or_init(init_without_ema)
+  reader.close()

@@ -78,6 +78,21 @@ def test_apply_gradients_requires_the_ema_decay_iff_ema_is_kept():
     state_lib.apply_gradients(state, 'critic', grads, optimizer)
 
 
+def test_ema_decay_warms_up_then_holds_and_averaged_params_picks_the_copy():
+  # min(decay, (1 + t) / (10 + t)): 0.1 at the first update, 0.5 at t = 8.
+  np.testing.assert_allclose(
+      [float(state_lib.ema_decay_at(0.999, t)) for t in (0, 8, 90, 10**6)],
+      [0.1, 0.5, 0.91, 0.999], rtol=1e-6)
+  state = state_lib.create_train_state(_params(), _optimizers(),
+                                       ema_decay=0.9,
+                                       ema_models=('generator',))
+  state['ema_params'] = {'generator': {'w': jnp.zeros(3)}}
+  np.testing.assert_array_equal(
+      state_lib.averaged_params(state, 'generator')['w'], np.zeros(3))
+  assert (state_lib.averaged_params(state, 'discriminator') is
+          state['params']['discriminator'])
+
+
 def test_apply_gradients_jits_and_differentiates_a_gan_like_step():
   optimizers = _optimizers(0.01)
   state = state_lib.create_train_state(_params(), optimizers)

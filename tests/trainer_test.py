@@ -276,3 +276,33 @@ def test_sigkill_then_resume_equals_uninterrupted(av_digits_data_dir,
   final = [json.loads((run / "acoustic" / stage_runner.FINAL_METRICS)
                       .read_text()) for run in (straight, resumed)]
   assert final[0] == final[1]
+
+
+@pytest.mark.parametrize("strategy, averaged", [
+    ("separate", ["generator"]),
+    ("joint", ["acoustic", "generator", "visual"])])
+def test_generator_stage_ema_averages_the_trained_models_and_is_exported(
+    tiny_run, manual_dir, av_digits_data_dir, strategy, averaged):
+  workdir, _ = tiny_run
+  config = tiny_config(**{"strategy": strategy,
+                          "generator.train.ema_decay": 0.9})
+  spec = av_generator.make_spec(config, str(workdir),
+                                manual_dir=str(manual_dir),
+                                data_dir=str(av_digits_data_dir))
+  state = spec.init_fn()
+  assert sorted(state["ema_params"]) == averaged  # Never the critic.
+  expected = state["params"]["generator"]
+  batches = spec.make_batches(0)
+  step = jax.jit(spec.step_fn)
+  for t in range(2):
+    state, _ = step(state, next(batches), jax.random.PRNGKey(t))
+    decay = min(0.9, (1 + t) / (10 + t))
+    expected = jax.tree_util.tree_map(
+        lambda e, p, d=decay: d * e + (1 - d) * p, expected,
+        state["params"]["generator"])
+  for got, want in zip(jax.tree_util.tree_leaves(
+      state["ema_params"]["generator"]), jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  exported = spec.export_fn(state)
+  for name in averaged:
+    assert_trees_equal(exported[name], state["ema_params"][name])

@@ -65,3 +65,61 @@ def test_bad_d_steps_is_named(d_steps):
   with pytest.raises(stage_runner.UserFacingError,
                      match=rf"d_steps must be a positive int, got {d_steps}"):
     wavegan_trainer.make_spec(config)
+
+
+def _random_audio_batch(config, seed):
+  kwargs = config.data.builder_kwargs
+  rows = config.train.batch_size * config.wavegan.adversarial.d_steps
+  return {"audio": jax.random.uniform(
+      jax.random.PRNGKey(seed), (rows, kwargs.slice_len, 1), jnp.float32,
+      -0.5, 0.5)}
+
+
+def test_generator_ema_follows_its_recurrence_and_is_exported():
+  config = wavegan_config.get_config("tiny").unlock()
+  config.train.ema_decay = 0.999
+  spec = wavegan_trainer.make_spec(config)
+  step = jax.jit(spec.step_fn)
+  state = spec.init_fn()
+  expected = state["params"]["generator"]
+  for t in range(3):
+    state, _ = step(state, _random_audio_batch(config, t),
+                    jax.random.PRNGKey(t))
+    decay = min(0.999, (1 + t) / (10 + t))
+    expected = jax.tree.map(lambda e, p, d=decay: d * e + (1 - d) * p,
+                            expected, state["params"]["generator"])
+  assert list(state["ema_params"]) == ["generator"]
+  for got, want, raw in zip(
+      jax.tree.leaves(state["ema_params"]["generator"]),
+      jax.tree.leaves(expected),
+      jax.tree.leaves(state["params"]["generator"])):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  # The export is the average, which has moved away from the last weights.
+  exported = spec.export_fn(state)["generator"]
+  assert all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(exported), jax.tree.leaves(
+          state["ema_params"]["generator"])))
+  assert any(not np.allclose(a, b) for a, b in zip(
+      jax.tree.leaves(exported), jax.tree.leaves(
+          state["params"]["generator"])))
+
+
+def test_ema_decay_zero_keeps_no_copy_and_exports_the_weights():
+  config = wavegan_config.get_config("tiny").unlock()
+  config.train.ema_decay = 0.0
+  spec = wavegan_trainer.make_spec(config)
+  state, _ = jax.jit(spec.step_fn)(spec.init_fn(),
+                                   _random_audio_batch(config, 0),
+                                   jax.random.PRNGKey(0))
+  assert state["ema_params"] == {}
+  assert spec.export_fn(state)["generator"] is state["params"]["generator"]
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.5, 1.5])
+def test_bad_ema_decay_is_named(decay):
+  config = wavegan_config.get_config("tiny").unlock()
+  config.train.ema_decay = decay
+  with pytest.raises(stage_runner.UserFacingError,
+                     match=rf"train.ema_decay must be in \[0, 1\).*got "
+                     rf"{decay}"):
+    wavegan_trainer.make_spec(config)

@@ -42,7 +42,10 @@ of 4 outputs were faster still, about 0.65x, but reach 1-2e-5, beyond this
 project's tolerance). It is used only where both channel counts
 of the correlation are >= WINOGRAD_MIN_CHANNELS; narrow layers (the first
 discriminator and last generator layer) keep the direct convolution, where
-the transforms' memory traffic outweighs the saved FLOPs.
+the transforms' memory traffic outweighs the saved FLOPs. Splitting the 7
+taps into parts of 4 and 3 (F(4, 4) + F(4, 3): the error of F(2, 7), 13
+products per 4 outputs instead of 16), or stacking the parts on the channel
+axis for one F(4, 4), was slower in the whole model (issue-7 notes).
 """
 
 import functools

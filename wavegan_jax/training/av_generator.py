@@ -12,7 +12,9 @@ waveform_mse, adversarial, feature_matching and weight_decay. The critic
 sees the waveform and, by projection, the visual context sequence; with
 both critic weights 0 it is neither run nor trained. `generator.
 visual_noise_std` adds Gaussian noise to the visual context the generator
-sees in training (not in evaluation or generation).
+sees in training (not in evaluation or generation). With `train.ema_decay`
+set, exponential moving averages of the trained models are kept, and the
+export and previews hold them.
 """
 
 import functools
@@ -135,7 +137,7 @@ def _noise(rng, batch_size, config):
 
 
 def _step(state, batch, rng, *, config, modules, frozen_encoders,
-          optimizers):
+          optimizers, ema_decay):
   adversarial = config.generator.adversarial
   kind = adversarial.loss
   weights = dict(config.generator.loss_weights)
@@ -215,9 +217,11 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
   trained_params = {name: state["params"][name] for name in trained}
   (g_loss, values), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
       trained_params)
+  decay = (None if ema_decay is None else
+           state_lib.ema_decay_at(ema_decay, state["step"]))
   for name in trained:
     state = state_lib.apply_gradients(state, name, grads[name],
-                                      optimizers[name])
+                                      optimizers[name], ema_decay=decay)
   state = state_lib.increment_step(state)
   metrics = {"loss": g_loss, "g_loss": g_loss, **values, **d_metrics,
              "g_grad_norm": state_lib.global_norm(grads["generator"]),
@@ -247,6 +251,10 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
     for name in ENCODERS:
       optimizers[name] = stage_runner.optimizer_from(train_config)
   seed = config.seed + 3
+  # The averaged models are those the generator's loss trains: the
+  # generator, and in 'joint' the encoders it is exported with.
+  ema_decay = stage_runner.ema_decay_from(train_config)
+  ema_models = ("generator",) + (ENCODERS if joint else ())
   inputs = example_inputs(config)
 
   def init_fn():
@@ -268,12 +276,14 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
           d_rng, inputs["target"])["params"]
     if joint:
       params.update(encoder_params)
-    return state_lib.create_train_state(params, optimizers)
+    return state_lib.create_train_state(params, optimizers,
+                                        ema_decay=ema_decay,
+                                        ema_models=ema_models)
 
   step_fn = functools.partial(
       _step, config=config, modules=modules,
       frozen_encoders=None if joint else encoder_params,
-      optimizers=optimizers)
+      optimizers=optimizers, ema_decay=ema_decay)
   make_batches = stage_runner.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
@@ -283,8 +293,8 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
                         data_dir)
 
   def export_fn(state):
-    exported = {"generator": state["params"]["generator"]}
-    exported.update({name: state["params"][name] if joint
+    exported = {"generator": state_lib.averaged_params(state, "generator")}
+    exported.update({name: state_lib.averaged_params(state, name) if joint
                      else encoder_params[name] for name in ENCODERS})
     return exported
 
@@ -317,7 +327,10 @@ def _preview_fn(config, modules, frozen_encoders, joint, manual_dir, data_dir,
           process_index=0, process_count=1)
       batch = next(dataset.as_numpy_iterator())
       fixed.update({k: batch[k] for k in ("video", "reference", "target")})
-    generated = np.asarray(generate_preview(state["params"], fixed))
+    # The models the export will hold: the EMA copies where kept.
+    params = {name: state_lib.averaged_params(state, name)
+              for name in state["params"]}
+    generated = np.asarray(generate_preview(params, fixed))
     real = fixed["target"]
     return {"audio": {"generated": generated[..., None],
                       "real": real[..., None]},

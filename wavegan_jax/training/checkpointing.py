@@ -230,7 +230,28 @@ class StageCheckpointer:
                              force=force)
 
   def restore(self, step: int, abstract_state: PyTree) -> PyTree:
-    """Restores step `step` onto the shapes/shardings of `abstract_state`."""
+    """Restores step `step` onto the shapes/shardings of `abstract_state`.
+
+    Raises:
+      CheckpointMismatchError: naming each leaf that is missing, extra or
+        of another shape, when the saved state is not the config's (e.g.
+        another model size, or EMA copies kept by one and not the other).
+    """
+    step_dir = self.directory / str(step) / 'default'
+    if step_dir.is_dir():
+      saved = ocp.PyTreeCheckpointer().metadata(step_dir).item_metadata.tree
+      try:
+        check_tree_matches(saved, abstract_state,
+                           f'checkpoint {self.directory} step {step}')
+      except CheckpointMismatchError as error:
+        hint = ''
+        if 'ema_params/' in str(error):
+          hint = (' (ema_params are the EMA copies kept when '
+                  'train.ema_decay is set: resume with the ema_decay the '
+                  'run was started with)')
+        raise CheckpointMismatchError(
+            f'{error}{hint}; resume with the config that wrote it, or '
+            'start in a new workdir') from None
     return self.manager.restore(
         step, args=ocp.args.StandardRestore(abstract_state))
 

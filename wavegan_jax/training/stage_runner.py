@@ -70,6 +70,23 @@ def optimizer_from(train_config, prefix: str = ""):
       total_steps=train_config.num_steps)
 
 
+def ema_decay_from(train_config) -> Optional[float]:
+  """The EMA decay a stage train config asks for; None (or 0) means none.
+
+  Raises:
+    UserFacingError: if the decay is not in [0, 1).
+  """
+  decay = train_config.get("ema_decay")
+  if decay is None or decay == 0:
+    return None
+  if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not (
+      0.0 < decay < 1.0):
+    raise UserFacingError(
+        f"train.ema_decay must be in [0, 1) (0 or None: no EMA), got "
+        f"{decay!r}")
+  return float(decay)
+
+
 def data_kwargs(config: ml_collections.ConfigDict) -> dict:
   """The TFDS builder name and config fields of an experiment's data."""
   data = config.data
@@ -201,8 +218,12 @@ def run(spec: StageSpec, workdir: str,
   checkpointer = checkpointing.StageCheckpointer(
       os.path.join(stage_dir, "checkpoints"),
       max_to_keep=train_config.keep_checkpoints)
-  state, source = checkpointer.restore_or_init(spec.init_fn, init_from,
-                                               mesh=mesh)
+  try:
+    state, source = checkpointer.restore_or_init(spec.init_fn, init_from,
+                                                 mesh=mesh)
+  except checkpointing.CheckpointMismatchError as error:
+    checkpointer.close()
+    raise UserFacingError(str(error)) from error
   logging.info("Stage %s: state from %s at step %d", spec.name, source,
                int(jax.device_get(state["step"])))
   compiled_step = parallel.compile_train_step(spec.step_fn, mesh)

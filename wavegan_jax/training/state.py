@@ -119,6 +119,22 @@ def apply_gradients(state: TrainState, name: str, grads: PyTree,
   return new_state
 
 
+def ema_decay_at(decay: float, step) -> jax.Array:
+  """The EMA decay of update `step` (0-based): min(decay, (1+t)/(10+t)).
+
+  The warm-up keeps the first updates from being dominated by the random
+  initialisation, which a fixed 0.999 would still weigh e^-1 after 1000
+  updates.
+  """
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(jnp.float32(decay), (1.0 + step) / (10.0 + step))
+
+
+def averaged_params(state: TrainState, name: str) -> PyTree:
+  """Model `name`'s EMA copy where one is kept, else its params."""
+  return state['ema_params'].get(name, state['params'][name])
+
+
 def increment_step(state: TrainState) -> TrainState:
   """Returns the state with its step counter advanced by one."""
   return {**state, 'step': state['step'] + 1}

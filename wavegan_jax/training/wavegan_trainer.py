@@ -5,6 +5,10 @@ per generator update, each on a fresh real batch of `train.batch_size` (the
 paper's 64), and the generator update on a batch of that size too; Adam with
 the config's (1e-4, 0.5, 0.9) for both networks. One train step therefore
 reads d_steps * batch_size real examples.
+
+With `train.ema_decay` set, an exponential moving average of the generator's
+weights is kept alongside them; the export (what evaluation and generation
+read) and the previews are then the averaged generator.
 """
 
 import functools
@@ -40,7 +44,7 @@ def sample_latents(rng, batch_size, latent_dim):
 
 
 def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
-          d_optimizer, latent_dim, kind, d_steps, gp_weight):
+          d_optimizer, latent_dim, kind, d_steps, gp_weight, ema_decay):
   real = batch["audio"]
   d_rng, g_rng, g_shuffle_rng = jax.random.split(rng, 3)
 
@@ -67,7 +71,10 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
         kind, critic(d_params, fake, None, g_shuffle_rng))
 
   g_loss, grads = jax.value_and_grad(g_loss_fn)(state["params"]["generator"])
-  state = state_lib.apply_gradients(state, "generator", grads, g_optimizer)
+  state = state_lib.apply_gradients(
+      state, "generator", grads, g_optimizer,
+      ema_decay=None if ema_decay is None else state_lib.ema_decay_at(
+          ema_decay, state["step"]))
   state = state_lib.increment_step(state)
   g_grad_norm = state_lib.global_norm(grads)
   metrics = {"loss": d_metrics["d_loss"], "g_loss": g_loss,
@@ -90,6 +97,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   slice_len = config.data.builder_kwargs.slice_len
   channels = config.data.builder_kwargs.num_channels
   seed = config.seed
+  ema_decay = stage_runner.ema_decay_from(train_config)
 
   def init_fn():
     g_rng, d_rng = jax.random.split(jax.random.PRNGKey(seed))
@@ -98,7 +106,8 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
         d_rng, jnp.zeros((1, slice_len, channels)))["params"]
     return state_lib.create_train_state(
         {"generator": g_params, "discriminator": d_params},
-        {"generator": g_optimizer, "discriminator": d_optimizer})
+        {"generator": g_optimizer, "discriminator": d_optimizer},
+        ema_decay=ema_decay, ema_models=("generator",))
 
   adversarial = config.wavegan.adversarial
   if not isinstance(adversarial.d_steps, int) or adversarial.d_steps < 1:
@@ -109,7 +118,8 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
       _step, generator=generator, discriminator=discriminator,
       g_optimizer=g_optimizer, d_optimizer=d_optimizer,
       latent_dim=latent_dim, kind=adversarial.loss,
-      d_steps=adversarial.d_steps, gp_weight=adversarial.gp_weight)
+      d_steps=adversarial.d_steps, gp_weight=adversarial.gp_weight,
+      ema_decay=ema_decay)
   folder_manual_dir = (None if manual_dir is None else
                        os.path.join(manual_dir, config.data.folder))
   make_batches = stage_runner.host_batches(
@@ -126,7 +136,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
 
   def summary_fn(state, step):
     del step
-    audio = preview(state["params"]["generator"])
+    audio = preview(state_lib.averaged_params(state, "generator"))
     return {"audio": {"generated": audio},
             "images": {"generated_spectrogram":
                        stage_runner.spectrogram_images(audio[..., 0])},
@@ -135,6 +145,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   return stage_runner.StageSpec(
       name=STAGE, train_config=train_config, init_fn=init_fn,
       step_fn=step_fn, make_batches=make_batches,
-      export_fn=lambda s: {"generator": s["params"]["generator"]},
+      export_fn=lambda s: {
+          "generator": state_lib.averaged_params(s, "generator")},
       summary_fn=summary_fn, metrics_to_show=("d_loss", "g_loss"),
       seed=seed)
