@@ -16,6 +16,17 @@ def manual_dir_path() -> pathlib.Path:
   return pathlib.Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
+def assert_trees_equal(a, b):
+  """Same tree structure and bit-identical leaves."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  leaves_a, tree_a = jax.tree_util.tree_flatten(a)
+  leaves_b, tree_b = jax.tree_util.tree_flatten(b)
+  assert tree_a == tree_b
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 @functools.cache
 def load_launch_script(name: str):
   """launch/<name>.py as a module, once per process (it defines absl flags)."""

@@ -18,8 +18,10 @@ import pytest
 from experiments import av_digits as av_digits_config
 from experiments import judges as judges_config
 from experiments import wavegan as wavegan_config
+from tests.conftest import assert_trees_equal
 from tests.conftest import load_launch_script
 from wavegan_jax.evaluation import evaluate
+from wavegan_jax.training import checkpointing
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
 
@@ -99,6 +101,20 @@ def test_av_report_links_images_and_wavs_that_exist(av_results):
   assert f"| digit accuracy | {results['digit_accuracy']:.4g} |" in report
 
 
+def _assert_each_exits_2_with_one_line(processes, expected_starts):
+  """Each process ends with status 2 and one `error: ...` line, last."""
+  for name, process in processes.items():
+    _, stderr = process.communicate(timeout=300)
+    # TensorFlow's C++ start-up lines (oneDNN notice) may come first.
+    errors = [line for line in stderr.splitlines()
+              if line.startswith("error:")]
+    assert process.returncode == 2, (name, stderr)
+    assert len(errors) == 1 and errors[0].startswith(
+        expected_starts[name]), (name, stderr)
+    assert stderr.rstrip().endswith(errors[0])
+    assert "Traceback" not in stderr
+
+
 def _run_evaluate(*flags):
   return subprocess.Popen(
       [sys.executable, str(REPO / "launch" / "evaluate.py"), *flags],
@@ -130,18 +146,10 @@ def test_bad_input_exits_2_with_one_line(trained, tmp_path, manual_dir):
           f"error: workdir {tmp_path / 'nowhere'} does not exist"),
   }
   # All at once: most of each run is starting Python and importing JAX.
-  processes = {name: _run_evaluate(*flags, *common)
-               for name, (flags, _) in cases.items()}
-  for name, process in processes.items():
-    _, stderr = process.communicate(timeout=300)
-    # TensorFlow's C++ start-up lines (oneDNN notice) may come first.
-    errors = [line for line in stderr.splitlines()
-              if line.startswith("error:")]
-    assert process.returncode == 2, (name, stderr)
-    assert len(errors) == 1 and errors[0].startswith(cases[name][1]), (
-        name, stderr)
-    assert stderr.rstrip().endswith(errors[0])
-    assert "Traceback" not in stderr
+  _assert_each_exits_2_with_one_line(
+      {name: _run_evaluate(*flags, *common)
+       for name, (flags, _) in cases.items()},
+      {name: expected for name, (_, expected) in cases.items()})
 
 
 def test_wavegan_workdir_reports_inception_and_diversity(
@@ -203,3 +211,64 @@ def test_probe_encoders_without_exports_names_the_stage(trained, tmp_path):
   with pytest.raises(stage_runner.UserFacingError,
                      match=r"needs the acoustic stage's export"):
     load_launch_script("probe_encoders").probe(str(untrained), None, None, batch_size=8)
+
+
+def test_export_checkpoint_writes_a_step_that_evaluates(
+    trained, tmp_path, manual_dir):
+  runs, data_dir = trained
+  workdir = tmp_path / "wavegan_ema"
+  config = wavegan_config.get_config("tiny").unlock()
+  config.train.ema_decay = 0.9  # Checkpoints at steps 2 and 4 (tiny).
+  trainer.train_and_evaluate(config, str(workdir),
+                             manual_dir=str(manual_dir),
+                             data_dir=str(data_dir))
+  saved = checkpointing.load_step(
+      str(workdir / "wavegan" / "checkpoints"), 2)
+  for weights, source in (("last", "params"), ("ema", "ema_params")):
+    out = tmp_path / f"step2_{weights}"
+    assert stage_runner.export_checkpoint(
+        str(workdir), "wavegan", 2, weights, str(out)) == ["generator"]
+    exported = checkpointing.load_params(
+        stage_runner.export_path(str(out), "wavegan"))
+    assert_trees_equal(exported, {"generator": saved[source]["generator"]})
+  # The last step's EMA is what the run exported itself.
+  stage_runner.export_checkpoint(str(workdir), "wavegan", 4, "ema",
+                                 str(tmp_path / "step4"))
+  assert_trees_equal(
+      checkpointing.load_params(stage_runner.export_path(
+          str(tmp_path / "step4"), "wavegan")),
+      checkpointing.load_params(stage_runner.export_path(str(workdir),
+                                                         "wavegan")))
+  results = evaluate.evaluate(str(tmp_path / "step2_ema"), num_examples=12,
+                              judges_workdir=str(runs / "judges"),
+                              manual_dir=str(manual_dir),
+                              data_dir=str(data_dir), batch_size=6)
+  assert results["num_examples"] == 12
+  assert np.isfinite(results["inception_score"])
+
+  no_ema = tmp_path / "wavegan_last"
+  trainer.train_and_evaluate(wavegan_config.get_config("tiny"), str(no_ema),
+                             manual_dir=str(manual_dir),
+                             data_dir=str(data_dir))
+  script = str(REPO / "launch" / "export_checkpoint.py")
+  cases = {
+      "missing step": (
+          [f"--workdir={workdir}", "--stage=wavegan", "--step=3"],
+          f"error: no checkpoint of step 3 in "
+          f"{workdir / 'wavegan' / 'checkpoints'}; steps there: [2, 4]"),
+      "no ema": (
+          [f"--workdir={no_ema}", "--stage=wavegan", "--step=4",
+           "--weights=ema"],
+          "error: step 4 of "
+          f"{no_ema / 'wavegan' / 'checkpoints'} keeps no EMA copies"),
+      "not a run": (
+          [f"--workdir={tmp_path}", "--stage=wavegan", "--step=4"],
+          f"error: {tmp_path} has no config.json"),
+  }
+  _assert_each_exits_2_with_one_line(
+      {name: subprocess.Popen(
+          [sys.executable, script, *flags,
+           f"--output_workdir={tmp_path / 'unused'}"], cwd=REPO,
+          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+       for name, (flags, _) in cases.items()},
+      {name: expected for name, (_, expected) in cases.items()})

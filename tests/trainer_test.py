@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from experiments import av_digits as av_digits_config
+from tests.conftest import assert_trees_equal
 from wavegan_jax.training import autoencoders
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
@@ -37,14 +38,6 @@ def tiny_config(**overrides):
 
 def load_export(workdir, stage):
   return checkpointing.load_params(stage_runner.export_path(workdir, stage))
-
-
-def assert_trees_equal(a, b):
-  leaves_a, tree_a = jax.tree_util.tree_flatten(a)
-  leaves_b, tree_b = jax.tree_util.tree_flatten(b)
-  assert tree_a == tree_b
-  for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 @pytest.fixture(scope="module")

@@ -183,6 +183,20 @@ def load_params(path: str, expected: Optional[PyTree] = None, name: str = '',
   return restored['params'] if is_train_state else restored
 
 
+def load_step(directory: str, step: int) -> PyTree:
+  """The whole train state saved at `step` in a stage checkpoint directory,
+  as numpy arrays (no model needed, whatever devices saved it)."""
+  tree_dir = _absolute(directory) / str(step) / 'default'
+  checkpointer = ocp.PyTreeCheckpointer()
+  saved = checkpointer.metadata(tree_dir).item_metadata.tree
+  restore_args = jax.tree.map(
+      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)
+  state = checkpointer.restore(tree_dir, args=ocp.args.PyTreeRestore(
+      restore_args=restore_args))
+  checkpointer.close()
+  return state
+
+
 # ---------------------------------------------------------------------------
 # The stage's checkpoint manager.
 

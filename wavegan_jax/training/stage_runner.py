@@ -199,6 +199,70 @@ def is_finished(workdir: str, stage: str) -> bool:
   return os.path.exists(os.path.join(workdir, stage, FINAL_METRICS))
 
 
+WEIGHTS = ("last", "ema")
+CONFIG_FILE = "config.json"
+
+
+def export_checkpoint(workdir: str, stage: str, step: int, weights: str,
+                      output_workdir: str) -> list:
+  """Writes one checkpoint's weights as a run that evaluate/generate read.
+
+  The output workdir gets the run's config.json and `<stage>/export` with
+  the models of that step: the last weights or their EMA copies (where kept;
+  models without one, and frozen encoders, as the run's own export has
+  them). The critic is left out, as in a stage's own export.
+
+  Args:
+    workdir: the trained run.
+    stage: 'wavegan' or 'generator'.
+    step: a step of <workdir>/<stage>/checkpoints.
+    weights: 'last' (state['params']) or 'ema' (state['ema_params']).
+    output_workdir: a new directory (an existing export is replaced).
+
+  Returns:
+    The names of the exported models.
+
+  Raises:
+    UserFacingError: no such run, stage, step or EMA; an unknown `weights`.
+  """
+  if weights not in WEIGHTS:
+    raise UserFacingError(f"weights must be one of {WEIGHTS}, got "
+                          f"{weights!r}")
+  config_path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    raise UserFacingError(f"{workdir} has no {CONFIG_FILE}: not a run "
+                          "written by launch/train.py")
+  directory = os.path.join(workdir, stage, "checkpoints")
+  steps = sorted(int(name) for name in (
+      os.listdir(directory) if os.path.isdir(directory) else [])
+                 if name.isdigit())
+  if step not in steps:
+    raise UserFacingError(f"no checkpoint of step {step} in {directory}; "
+                          f"steps there: {steps}")
+  state = checkpointing.load_step(directory, step)
+  models = dict(state["params"])
+  if weights == "ema":
+    if not state.get("ema_params"):
+      raise UserFacingError(
+          f"step {step} of {directory} keeps no EMA copies (the run had "
+          "train.ema_decay off); export weights='last'")
+    models.update(state["ema_params"])
+  models.pop("discriminator", None)
+  own_export = export_path(workdir, stage)
+  if stage == "generator" and os.path.isdir(own_export):
+    # Frozen ('separate') encoders are not in the state: the run's export
+    # holds them.
+    saved = checkpointing.load_params(own_export)
+    models.update({name: saved[name] for name in saved if name not in models})
+  os.makedirs(output_workdir, exist_ok=True)
+  with open(config_path) as source, open(
+      os.path.join(output_workdir, CONFIG_FILE), "w") as target:
+    target.write(source.read())
+  checkpointing.export_params(
+      os.path.abspath(export_path(output_workdir, stage)), models)
+  return sorted(models)
+
+
 def run(spec: StageSpec, workdir: str,
         init_from: Optional[str] = None) -> dict:
   """Restores or initialises a stage, trains it, exports its params.
