@@ -253,7 +253,9 @@ class StageCheckpointer:
     """
     step_dir = self.directory / str(step) / 'default'
     if step_dir.is_dir():
-      saved = ocp.PyTreeCheckpointer().metadata(step_dir).item_metadata.tree
+      checkpointer = ocp.PyTreeCheckpointer()
+      saved = checkpointer.metadata(step_dir).item_metadata.tree
+      checkpointer.close()
       try:
         check_tree_matches(saved, abstract_state,
                            f'checkpoint {self.directory} step {step}')
