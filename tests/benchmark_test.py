@@ -53,6 +53,14 @@ def test_roofline_ceiling_is_peak_over_torch_rate():
       1e-3 * 2.0 / ((3 * g + 2 * d) / 1e9))
 
 
+def test_round_ratios_pair_each_round():
+  # Rounds: torch 2.0 / jax 1.0, torch 3.0 / jax 1.5, torch 1.0 / jax 2.0.
+  assert benchmarking.twins.round_ratios([2.0, 3.0, 1.0], [1.0, 1.5, 2.0]) == (
+      0.5, 2.0)
+  with pytest.raises(ValueError):  # One side missed a round.
+    benchmarking.twins.round_ratios([1.0, 2.0], [1.0])
+
+
 def test_library_imports_without_torch():
   # A fresh interpreter: importing the library must not import torch.
   code = ("import sys, wavegan_jax.benchmarking; "
@@ -113,6 +121,11 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
                      / medians["jax_winograd"][workload])
     assert results[f"ratio_{workload}_fast"] == (
         medians["jax_fast"][workload] / medians["jax_winograd"][workload])
+    times = results["times"]
+    low, high = results[f"ratio_{workload}_rounds"]
+    assert (low, high) == benchmarking.twins.round_ratios(
+        times["torch"][workload], times["jax_winograd"][workload])
+    assert low <= ratio <= high
   # d=4: G = 100*16*64 + 16*64 + sum of 25*Cin*Cout + Cout over the layers.
   for name in ("jax_winograd", "jax_fast", "torch"):
     assert results["param_counts"][name] == {"generator": 171_585,

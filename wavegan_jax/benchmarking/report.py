@@ -14,6 +14,9 @@ def _wavegan_table(results):
   primary = results["jax_impl"]
   lines.append(f"{'torch / ' + primary:<16}" + "".join(
       f"{results['ratio_' + w]:>11.2f}x" for w in WORKLOADS))
+  lines.append(f"{'round min-max':<16}" + "".join(
+      f"{'{:.2f}-{:.2f}'.format(*results[f'ratio_{w}_rounds']):>12}"
+      for w in WORKLOADS))
   for name in results["medians"]:
     if name not in (primary, "torch"):
       impl = name.removeprefix("jax_")

@@ -248,6 +248,17 @@ class TorchWaveGAN:
 
 
 
+def round_ratios(torch_times, jax_times):
+  """(min, max) over the repeats of torch time / JAX time in one round.
+
+  Each round times the implementations back to back, so a round's ratio
+  sees about the same machine load on both sides; a wide range means the
+  host was noisy during the run and the median ratio is less certain.
+  """
+  ratios = [t / j for t, j in zip(torch_times, jax_times, strict=True)]
+  return min(ratios), max(ratios)
+
+
 def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
                          conv_impl=wavegan.DEFAULT_CONV_IMPL,
                          compare_impls=(), torch_threads=2):
@@ -268,7 +279,9 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
     param_counts, compile_seconds, medians and all times (seconds) per
     implementation and workload, ratio_<workload> = torch median / jax_impl
     median, and ratio_<workload>_<impl> = jax_<impl> median / jax_impl
-    median for each of compare_impls; jax_runner is the conv_impl runner.
+    median for each of compare_impls, ratio_<workload>_rounds = (min, max)
+    of the per-round ratios (`round_ratios`); jax_runner is the conv_impl
+    runner.
   """
   impls = [conv_impl] + [i for i in compare_impls if i != conv_impl]
   for impl in impls:
@@ -313,6 +326,8 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
   for workload in WORKLOADS:
     jax_time = medians[primary][workload]
     results[f"ratio_{workload}"] = medians["torch"][workload] / jax_time
+    results[f"ratio_{workload}_rounds"] = round_ratios(
+        times["torch"][workload], times[primary][workload])
     for impl in impls[1:]:
       results[f"ratio_{workload}_{impl}"] = (
           medians[f"jax_{impl}"][workload] / jax_time)
