@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -61,6 +62,19 @@ def test_round_ratios_pair_each_round():
     benchmarking.twins.round_ratios([1.0, 2.0], [1.0])
 
 
+def test_host_info_reads_cpuinfo(tmp_path):
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\n"
+                     "flags\t\t: fpu sse2 avx fma avx2 bmi2\n\n"
+                     "processor\t: 1\nmodel name\t: Test CPU 9000\n"
+                     "flags\t\t: fpu sse2 avx fma avx2 bmi2\n")
+  host = benchmarking.host_info(str(cpuinfo))
+  assert host == {"cpu": "Test CPU 9000", "logical_cores": os.cpu_count(),
+                  "simd": ["avx2", "fma"]}
+  # No /proc/cpuinfo (macOS, Windows): the platform's name, no flags.
+  assert benchmarking.host_info(str(tmp_path / "missing"))["simd"] == []
+
+
 def test_library_imports_without_torch():
   # A fresh interpreter: importing the library must not import torch.
   code = ("import sys, wavegan_jax.benchmarking; "
@@ -108,6 +122,7 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
     returned = benchmark.run(["benchmark"])
   results = json.loads(output.read_text())
   assert results["sections"] == list(benchmarking.SECTIONS)
+  assert results["host"] == benchmarking.host_info()
   # Section 1.
   # The default convolutions against PyTorch, 'fast' (--compare_impls's
   # default) timed beside them.

@@ -15,6 +15,7 @@ PyTorch is imported only when the wavegan section runs.
 """
 
 import os
+import platform
 
 from wavegan_jax.benchmarking.av_stages import pipeline
 from wavegan_jax.benchmarking.av_stages import stage_steps
@@ -27,7 +28,7 @@ from wavegan_jax.benchmarking.twins import wavegan_side_by_side
 from wavegan_jax.models import wavegan
 
 __all__ = ["SECTIONS", "data_available", "format_table", "generation",
-           "generator_flops", "pipeline", "roofline", "run_all", "stage_steps",
+           "generator_flops", "host_info", "pipeline", "roofline", "run_all", "stage_steps",
            "wavegan_side_by_side"]
 
 SECTIONS = ("wavegan", "generation", "stages", "pipeline")
@@ -42,6 +43,28 @@ def data_available(manual_dir, data_dir):
   return (f"no data: --manual_dir ({manual_dir!r}, default "
           f"$WAVEGAN_MANUAL_DIR) and --data_dir ({data_dir!r}) are not "
           "folders")
+
+
+# SIMD extensions that decide float32 throughput on x86 hosts.
+_SIMD_FLAGS = ("avx2", "fma", "avx512f", "amx_tile")
+
+
+def host_info(cpuinfo_path="/proc/cpuinfo"):
+  """The CPU the run timed: {'cpu', 'logical_cores', 'simd'}.
+
+  Timings, and even the PyTorch / JAX ratios, move between hosts: the
+  same command gave ratios of 1.04-1.18 on one 2-core host and 1.25-1.77
+  on another (issue-7 notes). Every result records which one it timed.
+  """
+  cpu, simd = platform.processor() or platform.machine(), []
+  if os.path.exists(cpuinfo_path):
+    with open(cpuinfo_path) as f:
+      fields = dict(line.split(":", 1) for line in f if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    cpu = fields.get("model name", cpu)
+    flags = set(fields.get("flags", "").split())
+    simd = [flag for flag in _SIMD_FLAGS if flag in flags]
+  return {"cpu": cpu, "logical_cores": os.cpu_count(), "simd": simd}
 
 
 def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
@@ -68,7 +91,8 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
   Returns:
     A JSON-ready dict: section 1's keys at the top level (ratio_generate,
     ratio_g_step, ratio_d_step, medians, ...), 'generation', 'stages',
-    'pipeline' (the sections run), generate_peak_fraction and
+    'pipeline' (the sections run), 'host' (`host_info`),
+    generate_peak_fraction and
     pipeline_over_consumption_min (None when their section did not run or
     was skipped) and 'sections'.
   """
@@ -76,7 +100,8 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
   if unknown:
     raise ValueError(f"Unknown benchmark sections {sorted(unknown)}; "
                      f"expected some of {','.join(SECTIONS)}")
-  results = {"sections": list(sections), "generate_peak_fraction": None,
+  results = {"sections": list(sections), "host": host_info(),
+             "generate_peak_fraction": None,
              "pipeline_over_consumption_min": None}
   wavegan_results = runner = None
   if "wavegan" in sections:

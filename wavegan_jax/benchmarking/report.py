@@ -36,6 +36,10 @@ def _number(value, spec):
 def format_table(results):
   """Every section that ran as printable text tables."""
   lines = []
+  if "host" in results:
+    host = results["host"]
+    lines.append(f"host: {host['cpu']}, {host['logical_cores']} logical "
+                 f"cores, {' '.join(host['simd']) or 'no AVX2/AVX-512'}")
   if "medians" in results:
     lines += ["== 1. WaveGAN, JAX vs PyTorch (median seconds) =="]
     lines += _wavegan_table(results)
