@@ -190,8 +190,9 @@ def test_fit_to_resamples_and_crops():
 
 def test_probe_encoders_scores_every_probe(trained, manual_dir):
   runs, data_dir = trained
-  results = load_launch_script("probe_encoders").probe(str(runs / "av"), str(manual_dir),
-                                str(data_dir), batch_size=256)
+  probe = load_launch_script("probe_encoders").probe
+  results = probe(str(runs / "av"), str(manual_dir), str(data_dir),
+                  batch_size=256)
   assert set(results) == {
       f"{name}_to_{label}_{split}_accuracy"
       for name, label in (("visual_max", "digit"), ("visual_mean", "digit"),
@@ -210,7 +211,8 @@ def test_probe_encoders_without_exports_names_the_stage(trained, tmp_path):
   shutil.copy(runs / "av" / "config.json", untrained / "config.json")
   with pytest.raises(stage_runner.UserFacingError,
                      match=r"needs the acoustic stage's export"):
-    load_launch_script("probe_encoders").probe(str(untrained), None, None, batch_size=8)
+    load_launch_script("probe_encoders").probe(str(untrained), None, None,
+                                               batch_size=8)
 
 
 def test_export_checkpoint_writes_a_step_that_evaluates(

@@ -28,8 +28,8 @@ from wavegan_jax.benchmarking.twins import wavegan_side_by_side
 from wavegan_jax.models import wavegan
 
 __all__ = ["SECTIONS", "data_available", "format_table", "generation",
-           "generator_flops", "host_info", "pipeline", "roofline", "run_all", "stage_steps",
-           "wavegan_side_by_side"]
+           "generator_flops", "host_info", "pipeline", "roofline", "run_all",
+           "stage_steps", "wavegan_side_by_side"]
 
 SECTIONS = ("wavegan", "generation", "stages", "pipeline")
 
