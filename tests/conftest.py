@@ -1,6 +1,5 @@
 """Shared test fixtures: where the raw FSDD / MNIST copies live."""
 
-import functools
 import importlib.util
 import os
 import pathlib
@@ -27,13 +26,32 @@ def assert_trees_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@functools.cache
+# The launch script whose absl flags are registered now: (name, module,
+# the flag names it defined).
+_loaded_launch_script = [None, None, ()]
+
+
 def load_launch_script(name: str):
-  """launch/<name>.py as a module, once per process (it defines absl flags)."""
+  """launch/<name>.py as a module whose absl flags are registered.
+
+  Launch scripts define their flags at import and share some names
+  (--manual_dir, --batch_size), so two of them cannot be registered in one
+  process, which a pytest-xdist worker may need: loading another script
+  first removes the flags the previous one defined.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  current_name, current_module, current_flags = _loaded_launch_script
+  if name == current_name:
+    return current_module
+  for flag in current_flags:
+    delattr(flags.FLAGS, flag)
+  before = set(flags.FLAGS)
   spec = importlib.util.spec_from_file_location(
       f"launch_{name}", REPO_ROOT / "launch" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  _loaded_launch_script[:] = [name, module,
+                              tuple(set(flags.FLAGS) - before)]
   return module
 
 

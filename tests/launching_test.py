@@ -7,8 +7,10 @@ import pathlib
 import sys
 import time
 
+from absl import flags
 import pytest
 
+from tests.conftest import load_launch_script
 from wavegan_jax import launching
 from wavegan_jax import launching_processes
 from wavegan_jax import launching_summary
@@ -299,3 +301,15 @@ def test_local_cluster_success_and_failure(tmp_path, capfd):
   assert lines[-1].splitlines() == [
       "local cluster: process 1 failed with exit code 5; stopped the others.",
       f"Last lines of {tmp_path}/process_1.log:", "  | process 1 of 2"]
+
+
+def test_launch_scripts_sharing_flag_names_load_in_one_process():
+  # benchmark.py and probe_encoders.py both define --manual_dir, --data_dir
+  # and --batch_size; an xdist worker may run tests of both.
+  benchmark = load_launch_script("benchmark")
+  assert "sections" in flags.FLAGS
+  load_launch_script("probe_encoders")
+  assert "sections" not in flags.FLAGS and "batch_size" in flags.FLAGS
+  assert flags.FLAGS["batch_size"].default == 100  # probe_encoders' own.
+  assert load_launch_script("benchmark") is not benchmark
+  assert flags.FLAGS["batch_size"].default == 16
