@@ -147,8 +147,8 @@ def test_separate_strategy_keeps_encoders_bit_identical(tiny_run):
                        load_export(workdir, encoder))
 
 
-def test_joint_strategy_fine_tunes_encoders(tiny_run, manual_dir,
-                                            av_digits_data_dir, tmp_path):
+def test_joint_strategy_fine_tunes_encoders_but_the_frozen_groups(
+    tiny_run, manual_dir, av_digits_data_dir, tmp_path):
   workdir, _ = tiny_run
   joint_dir = tmp_path / "joint"
   for stage in ("acoustic", "visual"):
@@ -156,15 +156,59 @@ def test_joint_strategy_fine_tunes_encoders(tiny_run, manual_dir,
     os.makedirs(joint_dir / stage)
     (joint_dir / stage / "export").symlink_to(workdir / stage / "export")
     (joint_dir / stage / stage_runner.FINAL_METRICS).write_text("{}")
+  # Weight decay moves every parameter it reaches, gradient or not: the
+  # frozen groups must still come out bit-identical.
+  config = tiny_config(**{"strategy": "joint",
+                          "generator.joint_frozen": ("visual/conv_layers",),
+                          "generator.train.weight_decay": 0.1})
   trainer.train_and_evaluate(
-      tiny_config(strategy="joint"), str(joint_dir), stages=["generator"],
+      config, str(joint_dir), stages=["generator"],
       manual_dir=str(manual_dir), data_dir=str(av_digits_data_dir))
   generator_export = load_export(joint_dir, "generator")
-  before = load_export(workdir, "acoustic")
-  changed = jax.tree_util.tree_map(
-      lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
-      generator_export["acoustic"], before)
-  assert any(jax.tree_util.tree_leaves(changed))
+
+  def changed_groups(encoder):
+    before = load_export(workdir, encoder)
+    return {group: any(jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+        lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+        generator_export[encoder][group], before[group])))
+            for group in before}
+
+  acoustic, visual = changed_groups("acoustic"), changed_groups("visual")
+  assert all(acoustic.values()), acoustic
+  frozen = {g for g in visual if g.startswith("conv_layers")}
+  assert frozen == {"conv_layers_0", "conv_layers_1"}
+  assert not any(visual[g] for g in frozen), visual
+  # The layer right after the frozen CNN still learns, so the gradient is
+  # stopped at the frozen parameters, not at the whole encoder.
+  assert visual["feature_projection"] and visual["context_projection"]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("visual/no_such_layer", r"'visual/no_such_layer' matches no encoder.*"
+                             r"conv_layers_0"),
+    ("video/conv_layers", r"'video/conv_layers' matches no encoder"),
+    ("visual", r"'visual' matches no encoder"),
+])
+def test_joint_frozen_entry_matching_nothing_is_named(entry, message):
+  params = {"acoustic": {"encoder_lstm": {"kernel": np.zeros(2)}},
+            "visual": {"conv_layers_0": {"kernel": np.zeros(2)}}}
+  config = tiny_config(**{"generator.joint_frozen": (entry,)})
+  with pytest.raises(stage_runner.UserFacingError, match=message):
+    av_generator.joint_frozen_mask(config, params)
+
+
+def test_joint_frozen_mask_marks_the_groups_by_prefix():
+  params = {"acoustic": {"encoder_lstm": {"kernel": np.zeros(2)}},
+            "visual": {"conv_layers_0": {"kernel": np.zeros(2),
+                                         "bias": np.zeros(1)},
+                       "conv_layers_1": {"kernel": np.zeros(2)},
+                       "encoder_lstm": {"kernel": np.zeros(2)}}}
+  config = tiny_config(**{"generator.joint_frozen": ("visual/conv",)})
+  mask = av_generator.joint_frozen_mask(config, params)
+  assert mask == {"acoustic": {"encoder_lstm": {"kernel": False}},
+                  "visual": {"conv_layers_0": {"kernel": True, "bias": True},
+                             "conv_layers_1": {"kernel": True},
+                             "encoder_lstm": {"kernel": False}}}
 
 
 def test_mismatched_export_names_parameter_and_shapes(

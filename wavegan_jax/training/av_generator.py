@@ -7,6 +7,9 @@ mismatching export fails naming the parameter and both shapes.
     the step, outside the train state and the optimizers.
   strategy 'joint': they are models of the train state ('acoustic',
     'visual'), fine-tuned by the generator's objective with their own Adam.
+    `generator.joint_frozen` keeps chosen encoder parameters as exported
+    ('visual/conv_layers' holds every visual CNN level): no gradient is
+    computed for them and their updates are zero.
 Generator objective: `losses.weighted_sum` of stft (multi-resolution STFT),
 waveform_mse, adversarial, feature_matching and weight_decay. The critic
 sees the waveform and, by projection, the visual context sequence; with
@@ -24,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from wavegan_jax import losses
 from wavegan_jax.data import pipeline
@@ -136,14 +140,53 @@ def _noise(rng, batch_size, config):
   return jax.random.normal(rng, (batch_size, features))
 
 
+def joint_frozen_mask(config, encoder_params) -> dict:
+  """{encoder: pytree of bools, True where `generator.joint_frozen` holds}.
+
+  Each entry is '<encoder>/<prefix>' and freezes the encoder's top-level
+  parameter groups whose names start with the prefix.
+
+  Raises:
+    UserFacingError: for an entry naming no encoder, or matching nothing.
+  """
+  entries = tuple(config.generator.get("joint_frozen", ()) or ())
+  frozen = {name: set() for name in ENCODERS}
+  for entry in entries:
+    encoder, _, prefix = str(entry).partition("/")
+    groups = sorted(encoder_params.get(encoder, {}))
+    matched = [g for g in groups if prefix and g.startswith(prefix)]
+    if encoder not in ENCODERS or not matched:
+      raise stage_runner.UserFacingError(
+          f"generator.joint_frozen entry {entry!r} matches no encoder "
+          f"parameters; entries are '<encoder>/<prefix>' with encoder one "
+          f"of {ENCODERS}"
+          + (f" and prefix starting one of {groups}" if groups else ""))
+    frozen[encoder].update(matched)
+  return {name: {group: jax.tree.map(lambda _, f=group in frozen[name]: f,
+                                     params)
+                 for group, params in encoder_params[name].items()}
+          for name in ENCODERS}
+
+
+def _freeze(params, mask):
+  """`params` with the gradient stopped where `mask` is True."""
+  return jax.tree.map(
+      lambda p, frozen: jax.lax.stop_gradient(p) if frozen else p,
+      params, mask)
+
+
 def _step(state, batch, rng, *, config, modules, frozen_encoders,
-          optimizers, ema_decay):
+          optimizers, ema_decay, frozen_mask=None):
   adversarial = config.generator.adversarial
   kind = adversarial.loss
   weights = dict(config.generator.loss_weights)
   joint = frozen_encoders is None
-  encoders_of = (lambda params: {n: params[n] for n in ENCODERS}) if joint \
-      else (lambda params: frozen_encoders)
+  if joint:
+    # Stopping the gradient here spares the frozen layers' backward pass.
+    encoders_of = lambda params: {n: _freeze(params[n], frozen_mask[n])
+                                  for n in ENCODERS}
+  else:
+    encoders_of = lambda params: frozen_encoders
   real = batch["target"]
   batch_size = real.shape[0]
   d_rng, z_rng, shuffle_rng, visual_rng = jax.random.split(rng, 4)
@@ -247,9 +290,15 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   d_train.update({k[2:]: v for k, v in config.generator.adversarial.items()
                   if k.startswith("d_") and k != "d_steps"})
   optimizers["discriminator"] = stage_runner.optimizer_from(d_train)
+  frozen_mask = joint_frozen_mask(config, encoder_params) if joint else None
   if joint:
     for name in ENCODERS:
       optimizers[name] = stage_runner.optimizer_from(train_config)
+      if any(jax.tree.leaves(frozen_mask[name])):
+        # Zero updates, so that weight decay does not move them either.
+        optimizers[name] = optax.chain(
+            optimizers[name],
+            optax.masked(optax.set_to_zero(), frozen_mask[name]))
   seed = config.seed + 3
   # The averaged models are those the generator's loss trains: the
   # generator, and in 'joint' the encoders it is exported with.
@@ -283,7 +332,7 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   step_fn = functools.partial(
       _step, config=config, modules=modules,
       frozen_encoders=None if joint else encoder_params,
-      optimizers=optimizers, ema_decay=ema_decay)
+      optimizers=optimizers, ema_decay=ema_decay, frozen_mask=frozen_mask)
   make_batches = stage_runner.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
