@@ -176,7 +176,7 @@ def _freeze(params, mask):
 
 
 def _step(state, batch, rng, *, config, modules, frozen_encoders,
-          optimizers, ema_decay, frozen_mask=None):
+          optimizers, ema_decay, frozen_mask):
   adversarial = config.generator.adversarial
   kind = adversarial.loss
   weights = dict(config.generator.loss_weights)
