@@ -73,6 +73,13 @@ def _base_config():
                              context_features=64)
   config.visual.train = dict(num_steps=1500)
   config.visual.loss_weights = dict(feature_mse=0.1, frame_mse=1.0)
+  # Training runs the visual CNN on at most this fraction of a batch's
+  # frames when its non-empty frames fit (all-zero frames share one zero
+  # frame's features, so the result is the same); other batches run the
+  # full step. AV-digits clips have 14 of 32 frames non-empty on average
+  # (at most 270 of 512 in 201 batches of 16): the visual CNN's gradient
+  # took 0.58x the time at 0.625. 0 or None: every frame, every step.
+  config.visual.frame_budget = 0.625
 
   config.generator = ml_collections.ConfigDict()
   config.generator.model = dict(

@@ -167,6 +167,12 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
     assert _positive(stage["step_seconds"])
     assert _positive(stage["compile_seconds"])
     assert stage["examples_per_s"] == pytest.approx(4 / stage["step_seconds"])
+  # The tiny batch's non-empty frames fit the visual CNN's budget.
+  assert {name: stage["fast_step"] for name, stage in
+          results["stages"].items()} == {
+              "acoustic": False, "visual": True, "generator": True}
+  assert results["stages"]["acoustic"]["full_step_seconds"] is None
+  assert _positive(results["stages"]["visual"]["full_step_seconds"])
   # Section 4: every stream, its consumption from sections 1 and 3.
   streams = results["pipeline"]["streams"]
   assert set(streams) == {"acoustic", "visual", "generator", "wavegan"}

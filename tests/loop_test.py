@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import assert_trees_equal
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import loop
+from wavegan_jax.training import parallel
 
 import toy_model
 import toy_train_main
@@ -193,3 +195,50 @@ def test_nan_stops_the_stage_and_is_never_checkpointed(tmp_path):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     assert [json.loads(line)['step'] for line in f] == [5, 10]
   checkpointer.close()
+
+
+def _zero_target_step(state, batch, rng):
+  """A fast step that differs from the full one, to see which one ran."""
+  return toy_model.train_step_fn(
+      state, {**batch, 'targets': 0 * batch['targets']}, rng)
+
+
+def test_fast_step_runs_exactly_on_the_batches_it_fits(tmp_path):
+  num_steps, log_every = 12, 4
+  state, metrics = toy_train_main.train(
+      str(tmp_path), num_steps, log_every=log_every, checkpoint_every=100,
+      fast_step_fn=_zero_target_step,
+      fast_step_fits=toy_model.first_input_positive)
+  fits = [toy_model.first_input_positive(toy_model.global_batch(step, 16))
+          for step in range(num_steps)]
+  assert 0 < sum(fits) < num_steps  # Both steps ran.
+  # The same choice made by hand, one compiled step at a time.
+  mesh = parallel.make_data_mesh(jax.devices()[:1])
+  expected = parallel.replicate(toy_model.init_state(), mesh)
+  base_rng = parallel.replicate(
+      jax.random.PRNGKey(toy_model.BASE_RNG_SEED), mesh)
+  steps = {True: parallel.compile_train_step(_zero_target_step, mesh),
+           False: parallel.compile_train_step(toy_model.train_step_fn, mesh)}
+  for step in range(num_steps):
+    batch = jax.device_put(toy_model.global_batch(step, 16),
+                           parallel.data_sharded(mesh))
+    expected, _ = steps[fits[step]](expected, batch, base_rng)
+  assert_trees_equal(toy_model.flat_params(state),
+                     toy_model.flat_params(expected))
+  with open(os.path.join(tmp_path, 'metrics.jsonl')) as f:
+    logged = [json.loads(line) for line in f]
+  # Per log window: the steps since the previous log that ran the full step.
+  windows = [fits[start:start + log_every]
+             for start in range(0, num_steps, log_every)]
+  assert [record['fast_step_fallbacks'] for record in logged] == [
+      window.count(False) for window in windows]
+  assert metrics['fast_step_fallbacks'] == windows[-1].count(False)
+
+
+def test_fast_step_needs_its_test():
+  with pytest.raises(ValueError, match='fast_step and fast_step_fits go '
+                     'together'):
+    loop.run_stage(name='toy', workdir='unused', state={}, train_step=None,
+                   batches=None, num_steps=1, base_rng=None,
+                   checkpointer=None, log_every=1, checkpoint_every=1,
+                   examples_per_step=1, fast_step=lambda *args: None)

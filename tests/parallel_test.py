@@ -90,7 +90,7 @@ def subprocess_runs(tmp_path_factory):
           'toy_train_main.py', f'--workdir={workdir}',
           f'--num_steps={TWO_PROCESS_STEPS}', f'--coordinator={coordinator}',
           '--num_processes=2', f'--process_id={process_id}',
-          log_path=f'{workdir}/output{process_id}.log'),
+          '--fast_step_if_positive', log_path=f'{workdir}/output{process_id}.log'),
                          f'{workdir}/output{process_id}.log')
                         for process_id in range(2)],
   }
@@ -137,3 +137,17 @@ def test_two_processes_train_like_one(subprocess_runs):
   metrics = json.loads(str(final['metrics']))
   assert metrics['loss'] == pytest.approx(float(reference_metrics['loss']),
                                           rel=1e-5)
+  # The fast step ran only where BOTH processes' halves fit it: process 0
+  # counted the steps where either half did not.
+  halves = [[toy_model.first_input_positive(
+      {'inputs': toy_model.global_batch(step, 16)['inputs'][8 * p:]})
+             for p in range(2)] for step in range(TWO_PROCESS_STEPS)]
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    logged = [json.loads(line) for line in f]
+  # Logged every 5 steps, each count the steps since the previous log.
+  expected = [sum(not all(fits) for fits in halves[start:start + 5])
+              for start in range(0, TWO_PROCESS_STEPS, 5)]
+  process_0_alone = [sum(not fits[0] for fits in halves[start:start + 5])
+                     for start in range(0, TWO_PROCESS_STEPS, 5)]
+  assert process_0_alone != expected
+  assert [record['fast_step_fallbacks'] for record in logged] == expected

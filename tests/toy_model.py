@@ -93,6 +93,11 @@ def make_batches(start_step: int, batch_size: int, nan_at_step=None,
     step += 1
 
 
+def first_input_positive(batch: dict) -> bool:
+  """A per-process batch test for the loop's fast step."""
+  return bool(batch['inputs'][0, 0] > 0)
+
+
 def flat_params(state: dict) -> dict:
   """{'params/mlp/dense1/kernel': np.ndarray, ...} of params and EMA."""
   flat = checkpointing.flatten_by_path(

@@ -28,7 +28,8 @@ import toy_model
 def train(workdir: str, num_steps: int, log_every: int = 5,
           checkpoint_every: int = 10, batch_size: int = 16,
           nan_at_step=None, step_sleep: float = 0.0, async_save: bool = True,
-          guard=None, summary_fn=None, summary_every=None):
+          guard=None, summary_fn=None, summary_every=None,
+          fast_step_fn=None, fast_step_fits=None):
   """Resumes or starts the toy stage in `workdir` and trains it."""
   mesh = parallel.make_data_mesh()
   checkpointer = checkpointing.StageCheckpointer(
@@ -48,7 +49,10 @@ def train(workdir: str, num_steps: int, log_every: int = 5,
         checkpoint_every=checkpoint_every, examples_per_step=batch_size,
         metrics_to_show=('loss', 'grad_norm'), mesh=mesh,
         preemption_guard=guard, summary_fn=summary_fn,
-        summary_every=summary_every)
+        summary_every=summary_every,
+        fast_step=(fast_step_fn and
+                   parallel.compile_train_step(fast_step_fn, mesh)),
+        fast_step_fits=fast_step_fits)
   finally:
     checkpointer.close()
 
@@ -62,6 +66,10 @@ def main(argv):
   parser.add_argument('--batch_size', type=int, default=16)
   parser.add_argument('--nan_at_step', type=int, default=None)
   parser.add_argument('--step_sleep', type=float, default=0.0)
+  parser.add_argument(
+      '--fast_step_if_positive', action='store_true',
+      help='give the loop a (numerically equal) fast step for the batches '
+      'whose local part starts with a positive input')
   parser.add_argument('--coordinator', default=None)
   parser.add_argument('--num_processes', type=int, default=None)
   parser.add_argument('--process_id', type=int, default=None)
@@ -71,7 +79,10 @@ def main(argv):
   with checkpointing.PreemptionGuard() as guard:
     state, metrics = train(
         args.workdir, args.num_steps, args.log_every, args.checkpoint_every,
-        args.batch_size, args.nan_at_step, args.step_sleep, guard=guard)
+        args.batch_size, args.nan_at_step, args.step_sleep, guard=guard,
+        **(dict(fast_step_fn=toy_model.train_step_fn,
+                fast_step_fits=toy_model.first_input_positive)
+           if args.fast_step_if_positive else {}))
   if jax.process_index() == 0:
     np.savez(os.path.join(args.workdir, 'final.npz'),
              metrics=json.dumps(metrics), **toy_model.flat_params(state))

@@ -10,6 +10,7 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -343,3 +344,42 @@ def test_generator_stage_ema_averages_the_trained_models_and_is_exported(
   exported = spec.export_fn(state)
   for name in averaged:
     assert_trees_equal(exported[name], state["ema_params"][name])
+
+
+def test_visual_frame_budget_from_the_config():
+  def budget(fraction, batch_size=4):
+    config = ml_collections.ConfigDict(
+        {"visual": {"frame_budget": fraction}, "data": {"num_frames": 32}})
+    return autoencoders.visual_frame_budget(config, batch_size)
+  assert budget(0.625) == 80  # Of 4 x 32 frames.
+  assert budget(0.6, batch_size=16) == 308  # ceil(307.2)
+  assert budget(1.0) is None and budget(0) is None and budget(None) is None
+  for bad in (1.5, -0.25, "half", True):
+    with pytest.raises(stage_runner.UserFacingError,
+                       match=r"visual.frame_budget must be a fraction in "
+                       r"\(0, 1\] of a batch's frames .* got " + repr(bad)):
+      budget(bad)
+
+
+def test_frame_budget_steps_ran_and_train_like_full_steps(
+    tiny_run, av_digits_data_dir, manual_dir, tmp_path):
+  workdir, _ = tiny_run
+  for stage in ("visual", "generator"):
+    with open(workdir / stage / "metrics.jsonl") as f:
+      logged = [json.loads(line) for line in f]
+    # Logged every 2 steps; the tiny data's batches fit the budget.
+    assert [record["fast_step_fallbacks"] for record in logged] == [0, 0, 0]
+  with open(workdir / "acoustic" / "metrics.jsonl") as f:
+    assert "fast_step_fallbacks" not in json.loads(f.readline())
+  # Without the budget, the visual stage trains to the same params.
+  trainer.train_and_evaluate(
+      tiny_config(**{"visual.frame_budget": 0.0}), str(tmp_path),
+      stages=["visual"], manual_dir=str(manual_dir),
+      data_dir=str(av_digits_data_dir))
+  full_steps = jax.tree_util.tree_leaves_with_path(
+      load_export(tmp_path, "visual"))
+  budget_steps = dict(jax.tree_util.tree_leaves_with_path(
+      load_export(workdir, "visual")))
+  for path, want in full_steps:
+    np.testing.assert_allclose(budget_steps[path], want, rtol=1e-4,
+                               atol=1e-5, err_msg=str(path))

@@ -135,3 +135,59 @@ def test_default_parameter_count_matches_docstring():
   video = jax.ShapeDtypeStruct((1, 32, 32, 32, 1), jnp.uint8)
   params = jax.eval_shape(model.init, jax.random.key(0), video)
   assert visual.count_params(params) == 959_220
+
+
+def _video_with_empty_frames(batch=3, time=6, seed=1):
+  """`_video` with frames blanked before and after a per-clip window."""
+  video = np.array(_video(batch, time, seed=seed))
+  video[0, :2] = 0
+  video[1, 4:] = 0
+  video[2, :1] = 0
+  video[2, 3:] = 0
+  return video  # 4 + 4 + 2 = 10 non-empty frames of 18.
+
+
+def test_count_nonempty_frames():
+  video = _video_with_empty_frames()
+  assert visual.count_nonempty_frames(video) == 10
+  assert visual.count_nonempty_frames(video[:1]) == 4
+  video[0, 0, 0, 0, 0] = 1  # One faint pixel makes a frame non-empty.
+  assert visual.count_nonempty_frames(video) == 11
+
+
+@pytest.mark.parametrize("budget", [10, 12, 17])
+def test_frame_budget_gives_the_same_features_and_gradients(budget):
+  video = jnp.asarray(_video_with_empty_frames())
+  full = visual.VisualModel(**TINY)
+  packed = full.clone(frame_budget=budget)
+  params = full.init(jax.random.key(0), video)
+
+  def features_and_grads(model):
+    def loss(p):
+      out = model.apply(p, video)
+      return jnp.sum(jnp.sin(3 * out["features"])) + jnp.sum(out["context"])
+    return (model.apply(params, video, method=model.features),
+            jax.grad(loss)(params))
+
+  want_features, want_grads = jax.jit(lambda: features_and_grads(full))()
+  got_features, got_grads = jax.jit(lambda: features_and_grads(packed))()
+  # Empty frames share one zero frame's features: the same numbers.
+  np.testing.assert_allclose(got_features, want_features, rtol=1e-6,
+                             atol=1e-6)
+  for path, want in jax.tree_util.tree_leaves_with_path(want_grads):
+    got = dict(jax.tree_util.tree_leaves_with_path(got_grads))[path]
+    scale = float(np.abs(want).max())
+    # The CNN is what the budget changes; the decoder is not in the loss.
+    assert scale > 0 or "conv_layers" not in str(path), path
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale,
+                               err_msg=str(path))
+
+
+def test_frame_budget_overflow_gives_nan_not_dropped_frames():
+  video = jnp.asarray(_video_with_empty_frames())
+  model = visual.VisualModel(**TINY, frame_budget=9)
+  params = model.init(jax.random.key(0), video)
+  features = model.apply(params, video, method=model.features)
+  assert features.shape == (3, 6, TINY["frame_features"])
+  assert np.all(np.isnan(features))
+  assert np.all(np.isnan(model.apply(params, video)["context"]))

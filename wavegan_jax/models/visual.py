@@ -34,11 +34,22 @@ where the pixel term makes the features and the context carry the image.
 Gradients of the pixel term reach the CNN through encoder, decoder and
 render head.
 
+Why a frame budget: about 44% of AV-digits frames are empty (all zero:
+before the digit appears and after it is spoken), and the CNN maps every
+empty frame to the same features. With `frame_budget=K` the CNN runs on at
+most K non-empty frames of the batch plus one zero frame, whose features
+every empty frame takes: the same features (the CNN treats frames
+independently), for 0.58x the CNN's forward and gradient time at K = 0.625
+of the frames. The budget is static, so the caller checks that a batch fits
+(`count_nonempty_frames` on the host) and runs a step compiled without it
+otherwise; a batch over the budget gives NaN features, never silently
+dropped frames.
+
 Parameter count (see `count_params`) at the defaults (32x32x1 frames,
 conv (16, 32, 64), frame features 128, LSTM 128, context 64): 959,220.
 """
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -70,6 +81,13 @@ def depth_to_space(x: jax.Array) -> jax.Array:
   return x.reshape(n, 2 * h, 2 * w, c4 // 4)
 
 
+def count_nonempty_frames(video) -> int:
+  """Frames with any non-zero pixel in a host batch [..., H, W, C]."""
+  video = np.asarray(video)
+  frames = video.reshape((-1,) + video.shape[-3:])
+  return int(np.count_nonzero(frames.reshape(len(frames), -1).any(axis=1)))
+
+
 def frames_to_unit(video: jax.Array) -> jax.Array:
   """Scales frames to float32 in [0, 1].
 
@@ -98,6 +116,10 @@ class VisualModel(nn.Module):
     lstm_features: hidden size of each LSTM direction.
     context_features: Dc, width of the per-frame context.
     num_lstm_layers: LSTM layers in the encoder and in the decoder.
+    frame_budget: if set, the CNN runs on at most this many non-empty frames
+      of a call's batch (plus one zero frame the empty ones share; see the
+      module docstring); a batch with more gives NaN features. Not part of
+      the architecture: params are the same with or without it.
   """
   frame_size: int = 32
   channels: int = 1
@@ -106,6 +128,7 @@ class VisualModel(nn.Module):
   lstm_features: int = 128
   context_features: int = 64
   num_lstm_layers: int = 1
+  frame_budget: Optional[int] = None
 
   def setup(self):
     levels = len(self.conv_features)
@@ -141,14 +164,30 @@ class VisualModel(nn.Module):
     """Per-frame CNN features, [B, T, H, W, C] -> [B, T, frame_features]."""
     self._check_video(video)
     batch, time = video.shape[:2]
-    x = frames_to_unit(video).reshape((batch * time,) + video.shape[2:])
+    frames = frames_to_unit(video).reshape((batch * time,) + video.shape[2:])
+    budget = self.frame_budget
+    if budget is None or budget >= batch * time:
+      return self._frame_features(frames).reshape(batch, time, -1)
+    nonempty = jnp.any(frames != 0, axis=(1, 2, 3))
+    # The non-empty frames first, in order; then the zero frame at row
+    # `budget`, which every empty frame reads its features from.
+    chosen = jnp.argsort(~nonempty, stable=True)[:budget]
+    packed = jnp.concatenate([frames[chosen], jnp.zeros_like(frames[:1])])
+    packed_features = self._frame_features(packed)
+    row = jnp.where(nonempty, jnp.cumsum(nonempty) - 1, budget)
+    x = packed_features[row]
+    x = jnp.where(jnp.sum(nonempty) > budget, jnp.nan, x)
+    return x.reshape(batch, time, -1)
+
+  def _frame_features(self, frames: jax.Array) -> jax.Array:
+    """The CNN on frames [N, H, W, C] in [0, 1] -> [N, frame_features]."""
+    x = frames
     for layer in self.conv_layers:
       x = nn.relu(layer(space_to_depth(x)))
-    x = self.feature_projection(x.reshape(batch * time, -1))
+    x = self.feature_projection(x.reshape(len(frames), -1))
     # Unit-RMS features: the feature-reconstruction loss has a fixed scale
     # (the CNN cannot inflate it while the pixel loss trains it).
-    x = self.feature_norm(x)
-    return x.reshape(batch, time, -1)
+    return self.feature_norm(x)
 
   def render(self, frame_features: jax.Array) -> jax.Array:
     """Frames from frame features, [B, T, F] -> [B, T, H, W, C] (linear)."""

@@ -8,6 +8,8 @@ stage's objective is `losses.weighted_sum` of its terms with the config's
 """
 
 import functools
+import math
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +30,40 @@ def acoustic_model(config: ml_collections.ConfigDict):
 def visual_model(config: ml_collections.ConfigDict):
   return visual_lib.VisualModel(frame_size=config.data.frame_size,
                                 **config.visual.model)
+
+
+def visual_frame_budget(config: ml_collections.ConfigDict,
+                        global_batch_size: int) -> Optional[int]:
+  """Frames the visual CNN runs on in a fast train step (None: no budget).
+
+  `config.visual.frame_budget` is a fraction of the batch's frames; a
+  budget of every frame is no budget.
+
+  Raises:
+    UserFacingError: if the fraction is not in (0, 1].
+  """
+  fraction = config.visual.get("frame_budget")
+  if fraction is None or fraction == 0:
+    return None
+  if isinstance(fraction, bool) or not isinstance(
+      fraction, (int, float)) or not 0 < fraction <= 1:
+    raise stage_runner.UserFacingError(
+        f"visual.frame_budget must be a fraction in (0, 1] of a batch's "
+        f"frames (0 or None: no budget), got {fraction!r}")
+  frames = global_batch_size * config.data.num_frames
+  budget = math.ceil(fraction * frames)
+  return budget if budget < frames else None
+
+
+def frames_fit(budget: int) -> Callable[[dict], bool]:
+  """fast_step_fits: this process's share of the budget holds its frames.
+
+  Each of the P processes may use budget // P frames, so that the global
+  batch fits whenever every process's part does.
+  """
+  share = budget // jax.process_count()
+  return lambda batch: visual_lib.count_nonempty_frames(
+      batch["video"]) <= share
 
 
 def acoustic_inputs(batch):
@@ -112,7 +148,15 @@ def make_spec(config: ml_collections.ConfigDict, name: str, *,
   make_batches = stage_runner.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir, fields=fields)
+  budget = (visual_frame_budget(config, train_config.batch_size)
+            if name == "visual" else None)
+  fast_step_fn = fast_step_fits = None
+  if budget is not None:
+    fast_step_fn = functools.partial(
+        step_fn, model=model.clone(frame_budget=budget))
+    fast_step_fits = frames_fit(budget)
   return stage_runner.StageSpec(
       name=name, train_config=train_config, init_fn=init_fn, step_fn=step_fn,
       make_batches=make_batches, export_fn=lambda s: s["params"][name],
-      metrics_to_show=("loss",), seed=seed)
+      metrics_to_show=("loss",), seed=seed, fast_step_fn=fast_step_fn,
+      fast_step_fits=fast_step_fits)

@@ -17,7 +17,9 @@ both critic weights 0 it is neither run nor trained. `generator.
 visual_noise_std` adds Gaussian noise to the visual context the generator
 sees in training (not in evaluation or generation). With `train.ema_decay`
 set, exponential moving averages of the trained models are kept, and the
-export and previews hold them.
+export and previews hold them. With `visual.frame_budget` set, batches
+whose non-empty frames fit run a step whose visual CNN skips the empty
+frames (models/visual.py), the others the full step.
 """
 
 import functools
@@ -338,6 +340,13 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
       fields=("video", "reference", "target"))
 
+  budget = autoencoders.visual_frame_budget(config, train_config.batch_size)
+  fast_step_fn = fast_step_fits = None
+  if budget is not None:
+    fast_step_fn = functools.partial(step_fn, modules={
+        **modules, "visual": modules["visual"].clone(frame_budget=budget)})
+    fast_step_fits = autoencoders.frames_fit(budget)
+
   preview = _preview_fn(config, modules, encoder_params, joint, manual_dir,
                         data_dir)
 
@@ -351,7 +360,7 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
       name=STAGE, train_config=train_config, init_fn=init_fn,
       step_fn=step_fn, make_batches=make_batches, export_fn=export_fn,
       summary_fn=preview, metrics_to_show=("stft", "adversarial", "d_loss"),
-      seed=seed)
+      seed=seed, fast_step_fn=fast_step_fn, fast_step_fits=fast_step_fits)
 
 
 def _preview_fn(config, modules, frozen_encoders, joint, manual_dir, data_dir,

@@ -13,6 +13,15 @@ Contracts that make a resumed run bit-identical to an uninterrupted one:
   * The step's rng is fold_in(base_rng, step) (done by the compiled step).
   * The state is restored exactly from the last checkpoint.
 
+A stage may also give a `fast_step`, valid only for the batches that
+`fast_step_fits` accepts (e.g. the visual CNN on a budget of non-empty
+frames). The choice is made per step on the host batch, before it is
+sharded; with several processes every process must accept its part for the
+fast step to run (one small all-gather per step), so all run one program.
+The choice depends on the batch only, so a resumed run chooses as the
+uninterrupted one did. `fast_step_fallbacks` in the logged metrics counts
+the steps since the previous log step that ran `train_step`.
+
 Metrics: the step returns a dict of scalars (loss terms, learning rate,
 grad norm, optionally a boolean `is_finite`). They stay on device until a
 log step, a checkpoint step or the end; then all steps since the last fetch
@@ -40,6 +49,7 @@ from wavegan_jax.training import parallel
 PyTree = Any
 METRICS_FILE = 'metrics.jsonl'
 FINITE_FLAG = 'is_finite'
+FALLBACKS = 'fast_step_fallbacks'
 
 
 class NonFiniteError(FloatingPointError):
@@ -91,6 +101,13 @@ def _write_summaries(writer, name: str, step: int, summaries: dict) -> None:
                for key, value in images.items()})
 
 
+def _on_every_process(flag: bool) -> bool:
+  """Whether `flag` holds on every process (one all-gather if several)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(flag))))
+
+
 def run_stage(*,
               name: str,
               workdir: str,
@@ -109,6 +126,8 @@ def run_stage(*,
               mesh: Optional[jax.sharding.Mesh] = None,
               preemption_guard: Optional[
                   checkpointing.PreemptionGuard] = None,
+              fast_step: Optional[Callable] = None,
+              fast_step_fits: Optional[Callable[[PyTree], bool]] = None,
              ) -> tuple[PyTree, dict[str, Any]]:
   """Trains one stage from state['step'] to num_steps.
 
@@ -137,6 +156,10 @@ def run_stage(*,
     mesh: if given, host batches are sharded onto it.
     preemption_guard: an entered PreemptionGuard; on its signal the loop
       saves the current step, waits, and raises checkpointing.Preempted.
+    fast_step: optional compiled step like `train_step`, run instead of it
+      on the batches `fast_step_fits` accepts (see the module docstring).
+    fast_step_fits: this process's host batch -> bool; required with
+      `fast_step`.
 
   Returns:
     (final state, metrics of the last step as host Python scalars; {} if
@@ -147,6 +170,9 @@ def run_stage(*,
       the metric names); the newest checkpoint is from before that step.
     checkpointing.Preempted: after a signal-triggered checkpoint.
   """
+  if (fast_step is None) != (fast_step_fits is None):
+    raise ValueError(f'Stage {name}: fast_step and fast_step_fits go '
+                     'together.')
   start_step = int(jax.device_get(state['step']))
   is_chief = jax.process_index() == 0
   metrics_path = os.path.join(workdir, METRICS_FILE)
@@ -162,6 +188,8 @@ def run_stage(*,
   sync_preemption = jax.process_count() > 1
 
   pending = []          # (step, device metrics) not yet fetched.
+  fallbacks = 0         # Steps since the last log that ran train_step.
+  fallback_warned = False
   last_metrics = {}
   last_log_time, last_log_step = time.perf_counter(), start_step
 
@@ -185,10 +213,13 @@ def run_stage(*,
                       if k != FINITE_FLAG}
 
   def log(step):
-    nonlocal last_log_time, last_log_step
+    nonlocal last_log_time, last_log_step, fallbacks
     now = time.perf_counter()
     steps_per_second = (step - last_log_step) / max(now - last_log_time, 1e-9)
     last_log_time, last_log_step = now, step
+    if fast_step is not None:
+      last_metrics[FALLBACKS] = fallbacks
+      fallbacks = 0
     record = {'step': step, **last_metrics,
               'steps_per_second': steps_per_second,
               'examples_per_second': steps_per_second * examples_per_step}
@@ -227,9 +258,21 @@ def run_stage(*,
       if batch is None:
         raise ValueError(f'Stage {name}: the batch iterator ended at step '
                          f'{step}, before num_steps={num_steps}.')
+      step_fn = train_step
+      if fast_step is not None:
+        if _on_every_process(fast_step_fits(batch)):
+          step_fn = fast_step
+        else:
+          if not fallback_warned:
+            fallback_warned = True
+            logging.warning(
+                'Stage %s: the batch of step %d does not fit the fast step; '
+                'running (and compiling, once) the full one. Such steps are '
+                'counted in %s.', name, step, FALLBACKS)
+          fallbacks += 1
       if mesh is not None:
         batch = parallel.shard_batch(batch, mesh)
-      state, metrics = train_step(state, batch, base_rng)
+      state, metrics = step_fn(state, batch, base_rng)
       step += 1
       pending.append((step - 1, metrics))
       progress.update(1)

@@ -177,6 +177,12 @@ class StageSpec:
     seed: the stage's seed (its base rng).
     final_fn: optional state -> {name: float}, run once after the last step
       (e.g. held-out accuracy); merged into final_metrics.json.
+    fast_step_fn: optional pure step with step_fn's signature and result
+      that is valid only for the batches `fast_step_fits` accepts (e.g. the
+      visual CNN on a frame budget); those steps run it, the others
+      step_fn (see loop.run_stage).
+    fast_step_fits: this process's host batch -> whether fast_step_fn may
+      run on it.
   """
   name: str
   train_config: ml_collections.ConfigDict
@@ -188,6 +194,8 @@ class StageSpec:
   metrics_to_show: Sequence[str] = ("loss",)
   seed: int = 0
   final_fn: Optional[Callable[[PyTree], dict]] = None
+  fast_step_fn: Optional[Callable] = None
+  fast_step_fits: Optional[Callable[[dict], bool]] = None
 
 
 def export_path(workdir: str, stage: str) -> str:
@@ -291,12 +299,17 @@ def run(spec: StageSpec, workdir: str,
   logging.info("Stage %s: state from %s at step %d", spec.name, source,
                int(jax.device_get(state["step"])))
   compiled_step = parallel.compile_train_step(spec.step_fn, mesh)
+  # Compiled lazily, at their first use: a stage whose batches all fit the
+  # fast step never compiles step_fn.
+  fast_step = (None if spec.fast_step_fn is None else
+               parallel.compile_train_step(spec.fast_step_fn, mesh))
   base_rng = parallel.replicate(jax.random.PRNGKey(spec.seed), mesh)
   try:
     with checkpointing.PreemptionGuard() as guard:
       state, metrics = loop.run_stage(
           name=spec.name, workdir=stage_dir, state=state,
-          train_step=compiled_step, batches=spec.make_batches,
+          train_step=compiled_step, fast_step=fast_step,
+          fast_step_fits=spec.fast_step_fits, batches=spec.make_batches,
           num_steps=train_config.num_steps, base_rng=base_rng,
           checkpointer=checkpointer, log_every=train_config.log_every,
           summary_every=train_config.get("summary_every"),
