@@ -6,10 +6,13 @@ Sections (`--sections`, default all), in one process:
   generation: clips/s, real-time factor, GFLOP/s vs a float32 matmul peak;
   stages:     each AV-digits stage's train step (batch 16, synthetic data);
   pipeline:   input pipelines' examples/s vs what the steps consume (needs
-              the data: --manual_dir, default $WAVEGAN_MANUAL_DIR).
+              the data: --manual_dir, default $WAVEGAN_MANUAL_DIR);
+  profile:    where the --profile_stages' steps spend their time, per pass
+              (forward / backward) and model part (a jax.profiler trace).
 The logic lives in wavegan_jax/benchmarking/.
 
   python launch/benchmark.py --output=/tmp/benchmark.json
+  python launch/benchmark.py --sections=profile --profile_stages=generator,visual
   python launch/benchmark.py --dim=4 --batch_size=2 --repeats=1 \
       --stage_config=experiments/av_digits.py:tiny --pipeline_batches=2
 """
@@ -65,6 +68,14 @@ _COMPARE_IMPLS = flags.DEFINE_list(
     "the slow plain formulation); empty for none.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 2,
                                       "torch.set_num_threads.")
+_PROFILE_STAGES = flags.DEFINE_list(
+    "profile_stages", ["generator"], "AV-digits stages whose step section 5 "
+    "profiles (each traced --stage_repeats times).")
+_PROFILE_DEPTH = flags.DEFINE_integer(
+    "profile_depth", 3, "Source-path components that name a model part "
+    "('VisualModel.features/VisualModel._frame_features/conv_layers_1').")
+_PROFILE_TOP = flags.DEFINE_integer("profile_top", 12,
+                                    "Model parts listed per profiled stage.")
 _OUTPUT = flags.DEFINE_string("output", None, "Write the results as JSON.")
 
 
@@ -81,7 +92,9 @@ def run(argv):
         wavegan_config=_WAVEGAN_CONFIG.value, manual_dir=_MANUAL_DIR.value,
         data_dir=_DATA_DIR.value, pipeline_batches=_PIPELINE_BATCHES.value,
         conv_impl=_CONV_IMPL.value, compare_impls=_COMPARE_IMPLS.value,
-        torch_threads=_TORCH_THREADS.value)
+        torch_threads=_TORCH_THREADS.value,
+        profile_stages=_PROFILE_STAGES.value,
+        profile_depth=_PROFILE_DEPTH.value, profile_top=_PROFILE_TOP.value)
   except ValueError as error:
     raise app.UsageError(str(error)) from error
   print(benchmarking.format_table(results))

@@ -1,4 +1,4 @@
-"""Tests for wavegan_jax.models.acoustic (and the LSTM layers it uses)."""
+"""Tests for wavegan_jax.models.acoustic."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,6 @@ import optax
 import pytest
 
 from wavegan_jax.models import acoustic
-from wavegan_jax.models import lstm
 
 TINY = dict(sample_rate=8000, hop_length=64, n_fft=128, num_mels=16,
             conv_channels=(4, 8), conv_strides=(8, 8), conv_kernel=9,
@@ -22,23 +21,6 @@ def _audio(batch=2, samples=1024, seed=0):
   audio = 0.5 * np.sin(2 * np.pi * freqs * t * (1 + 2 * t))
   audio += 0.05 * rng.normal(size=(batch, samples))
   return jnp.asarray(audio, jnp.float32)
-
-
-def test_lstm_shapes_and_bidirectional_order():
-  x = jax.random.normal(jax.random.key(0), (2, 7, 3))
-  for bidirectional, width in ((False, 5), (True, 10)):
-    layer = lstm.StackedLSTM(5, num_layers=2, bidirectional=bidirectional)
-    params = layer.init(jax.random.key(1), x)
-    out = layer.apply(params, x)
-    assert out.shape == (2, 7, width) and out.dtype == jnp.float32
-  # The backward half at step 0 depends on later steps; the forward half not.
-  layer = lstm.LSTM(4, bidirectional=True)
-  params = layer.init(jax.random.key(1), x)
-  changed = x.at[:, -1].add(1.0)
-  delta = np.abs(layer.apply(params, changed) - layer.apply(params, x))
-  assert delta[:, 0, :4].max() == 0 and delta[:, 0, 4:].max() > 0
-  with pytest.raises(ValueError, match=r"got shape \(2, 7\)"):
-    layer.init(jax.random.key(0), x[..., 0])
 
 
 @pytest.mark.parametrize("frontend,width", [("logmel", 16), ("conv", 8)])

@@ -188,4 +188,13 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
       results["stages"]["visual"]["examples_per_s"])
   assert results["pipeline_over_consumption_min"] == min(
       s["ratio"] for s in streams.values())
+  # Section 5: the generator (--profile_stages's default), its fast step.
+  assert set(results["profile"]) == {"generator"}
+  generator = results["profile"]["generator"]
+  assert generator["fast_step"] is True
+  assert _positive(generator["wall_ms"]) and _positive(generator["op_ms"])
+  assert sum(p["ms"] for p in generator["parts"]) == pytest.approx(
+      generator["op_ms"])
+  parts = {p["part"] for p in generator["parts"]}
+  assert any(part.startswith("AVGenerator") for part in parts), parts
   assert returned["config"]["batch_size"] == 2

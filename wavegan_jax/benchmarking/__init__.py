@@ -9,7 +9,9 @@ launch/benchmark.py is the entry point; the sections:
               (throughput.py);
   stages:     the AV-digits stages' train steps at batch 16 (av_stages.py);
   pipeline:   the input pipelines' examples/s next to what the steps consume
-              (av_stages.py).
+              (av_stages.py);
+  profile:    where the AV-digits steps' time goes, per pass and model part,
+              from a jax.profiler trace (profile.py).
 Warm-up is excluded, compile time reported separately, times are medians.
 PyTorch is imported only when the wavegan section runs.
 """
@@ -17,7 +19,9 @@ PyTorch is imported only when the wavegan section runs.
 import os
 import platform
 
+from wavegan_jax.benchmarking.av_stages import check_profile_stages
 from wavegan_jax.benchmarking.av_stages import pipeline
+from wavegan_jax.benchmarking.av_stages import stage_profiles
 from wavegan_jax.benchmarking.av_stages import stage_steps
 from wavegan_jax.benchmarking.report import format_table
 from wavegan_jax.benchmarking.throughput import generation
@@ -29,9 +33,9 @@ from wavegan_jax.models import wavegan
 
 __all__ = ["SECTIONS", "data_available", "format_table", "generation",
            "generator_flops", "host_info", "pipeline", "roofline", "run_all",
-           "stage_steps", "wavegan_side_by_side"]
+           "stage_profiles", "stage_steps", "wavegan_side_by_side"]
 
-SECTIONS = ("wavegan", "generation", "stages", "pipeline")
+SECTIONS = ("wavegan", "generation", "stages", "pipeline", "profile")
 
 
 def data_available(manual_dir, data_dir):
@@ -71,7 +75,8 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
             matmul_size, stage_config, stage_repeats, wavegan_config,
             manual_dir, data_dir, pipeline_batches,
             conv_impl=wavegan.DEFAULT_CONV_IMPL, compare_impls=(),
-            torch_threads=2):
+            torch_threads=2, profile_stages=("generator",), profile_depth=3,
+            profile_top=12):
   """Runs the chosen sections in order in this process.
 
   Args:
@@ -87,11 +92,14 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
     conv_impl: the JAX convolutions of sections 1 and 2 (conv.py).
     compare_impls: section 1 also times these JAX convolutions.
     torch_threads: PyTorch intra-op threads.
+    profile_stages: the AV-digits stages section 5 profiles.
+    profile_depth: source-path components that name a model part.
+    profile_top: parts listed per stage (the rest summed).
 
   Returns:
     A JSON-ready dict: section 1's keys at the top level (ratio_generate,
     ratio_g_step, ratio_d_step, medians, ...), 'generation', 'stages',
-    'pipeline' (the sections run), 'host' (`host_info`),
+    'pipeline', 'profile' (the sections run), 'host' (`host_info`),
     generate_peak_fraction and
     pipeline_over_consumption_min (None when their section did not run or
     was skipped) and 'sections'.
@@ -100,6 +108,8 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
   if unknown:
     raise ValueError(f"Unknown benchmark sections {sorted(unknown)}; "
                      f"expected some of {','.join(SECTIONS)}")
+  if "profile" in sections:  # Before the long sections, not after them.
+    check_profile_stages(profile_stages)
   results = {"sections": list(sections), "host": host_info(),
              "generate_peak_fraction": None,
              "pipeline_over_consumption_min": None}
@@ -132,4 +142,8 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
           pipeline_batches, results.get("stages"), wavegan_results)
     results["pipeline_over_consumption_min"] = results["pipeline"][
         "pipeline_over_consumption_min"]
+  if "profile" in sections:
+    results["profile"] = stage_profiles(stage_config, profile_stages,
+                                        stage_repeats, profile_depth,
+                                        profile_top)
   return results

@@ -8,6 +8,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from wavegan_jax.benchmarking import profile
 from wavegan_jax.training import autoencoders
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
@@ -80,6 +81,13 @@ def _time_step(step_fn, state, batch, base_rng, repeats):
   return compile_seconds, statistics.median(times[1:]), state
 
 
+def _timed_step(spec, config):
+  """(step function, synthetic batch, whether it is the fast step)."""
+  batch = _synthetic_batch(config, spec.train_config.batch_size, spec.seed)
+  fast = spec.fast_step_fn is not None and spec.fast_step_fits(batch)
+  return (spec.fast_step_fn if fast else spec.step_fn), batch, fast
+
+
 def stage_steps(config, repeats):
   """Section 3: each AV-digits stage's jitted train step on synthetic data.
 
@@ -101,23 +109,57 @@ def stage_steps(config, repeats):
     specs = av_stage_specs(config, workdir)
     for name, spec in specs.items():
       batch_size = spec.train_config.batch_size
-      batch = _synthetic_batch(config, batch_size, spec.seed)
+      step_fn, batch, fast = _timed_step(spec, config)
       base_rng = jax.random.PRNGKey(spec.seed)
       state = spec.init_fn()
-      fast = spec.fast_step_fn is not None and spec.fast_step_fits(batch)
       full_seconds = None
       if fast:
         _, full_seconds, state = _time_step(spec.step_fn, state, batch,
                                             base_rng, repeats)
-      compile_seconds, seconds, _ = _time_step(
-          spec.fast_step_fn if fast else spec.step_fn, state, batch,
-          base_rng, repeats)
+      compile_seconds, seconds, _ = _time_step(step_fn, state, batch,
+                                               base_rng, repeats)
       results[name] = {"batch_size": batch_size,
                        "compile_seconds": compile_seconds,
                        "step_seconds": seconds,
                        "examples_per_s": batch_size / seconds,
                        "fast_step": fast,
                        "full_step_seconds": full_seconds}
+  return results
+
+
+def check_profile_stages(stages):
+  """Raises ValueError naming any stage that is not an AV-digits stage."""
+  unknown = [name for name in stages if name not in AV_STAGES]
+  if unknown or not stages:
+    raise ValueError(f"Stages to profile must be some of "
+                     f"{','.join(AV_STAGES)}; got {list(stages)}")
+
+
+def stage_profiles(config, stages, repeats, depth, top):
+  """Section 5: where each named stage's train step spends its time.
+
+  The step timed in section 3 (the fast one where the batch fits) runs
+  `repeats` times under the profiler (profile.profile_step).
+
+  Returns:
+    {stage: profile.profile_step's result plus 'fast_step'}.
+
+  Raises:
+    ValueError: a stage that is not an AV-digits stage.
+  """
+  check_profile_stages(stages)
+  results = {}
+  with tempfile.TemporaryDirectory() as workdir:
+    specs = av_stage_specs(config, workdir)
+    for name in stages:
+      spec = specs[name]
+      step_fn, batch, fast = _timed_step(spec, config)
+      results[name] = {
+          **profile.profile_step(
+              jax.jit(step_fn, donate_argnums=(0,)),
+              (spec.init_fn(), batch, jax.random.PRNGKey(spec.seed)),
+              repeats, depth=depth, top=top),
+          "fast_step": fast}
   return results
 
 

@@ -92,6 +92,15 @@ def format_table(results):
                    f"{_number(s['ratio'], '.1f'):>8}")
     for name, reason in p["skipped"].items():
       lines.append(f"{name}: skipped ({reason})")
+  for name, p in results.get("profile", {}).items():
+    lines += [f"== 5. Where the {name} step's time goes "
+              f"({'fast step' if p['fast_step'] else 'step'}) ==",
+              f"wall {p['wall_ms']:.1f} ms per step under the profiler, op time "
+              f"{p['op_ms']:.1f} ms: {p['busy_cores']:.2f} cores busy",
+              f"{'pass':<9}{'ms':>8}{'share':>7}  part"]
+    for part in p["parts"]:
+      lines.append(f"{part['pass']:<9}{part['ms']:>8.1f}"
+                   f"{part['fraction']:>7.1%}  {part['part']}")
   lines.append(
       f"generate_peak_fraction "
       f"{_number(results['generate_peak_fraction'], '.2f')}, "

@@ -66,6 +66,29 @@ def frames_fit(budget: int) -> Callable[[dict], bool]:
       batch["video"]) <= share
 
 
+def frame_budget_step(config: ml_collections.ConfigDict,
+                      global_batch_size: int, visual: visual_lib.VisualModel,
+                      step_on: Callable[[visual_lib.VisualModel], Callable]
+                      ) -> tuple[Optional[Callable], Optional[Callable]]:
+  """A stage's fast step on the config's frame budget (StageSpec fields).
+
+  Args:
+    config: the experiment config (`visual.frame_budget`).
+    global_batch_size: the stage's batch over all processes.
+    visual: the stage's visual model.
+    step_on: visual model -> the stage's step function running it.
+
+  Returns:
+    (fast_step_fn, fast_step_fits): the step on `visual` with the budget
+    and the test of which host batches it may run; (None, None) without a
+    budget.
+  """
+  budget = visual_frame_budget(config, global_batch_size)
+  if budget is None:
+    return None, None
+  return step_on(visual.clone(frame_budget=budget)), frames_fit(budget)
+
+
 def acoustic_inputs(batch):
   """Both clips of an AV-digits example are speech to learn from."""
   return jnp.concatenate([batch["target"], batch["reference"]], axis=0)
@@ -148,13 +171,11 @@ def make_spec(config: ml_collections.ConfigDict, name: str, *,
   make_batches = stage_runner.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir, fields=fields)
-  budget = (visual_frame_budget(config, train_config.batch_size)
-            if name == "visual" else None)
   fast_step_fn = fast_step_fits = None
-  if budget is not None:
-    fast_step_fn = functools.partial(
-        step_fn, model=model.clone(frame_budget=budget))
-    fast_step_fits = frames_fit(budget)
+  if name == "visual":
+    fast_step_fn, fast_step_fits = frame_budget_step(
+        config, train_config.batch_size, model,
+        lambda visual: functools.partial(step_fn, model=visual))
   return stage_runner.StageSpec(
       name=name, train_config=train_config, init_fn=init_fn, step_fn=step_fn,
       make_batches=make_batches, export_fn=lambda s: s["params"][name],

@@ -340,12 +340,10 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
       fields=("video", "reference", "target"))
 
-  budget = autoencoders.visual_frame_budget(config, train_config.batch_size)
-  fast_step_fn = fast_step_fits = None
-  if budget is not None:
-    fast_step_fn = functools.partial(step_fn, modules={
-        **modules, "visual": modules["visual"].clone(frame_budget=budget)})
-    fast_step_fits = autoencoders.frames_fit(budget)
+  fast_step_fn, fast_step_fits = autoencoders.frame_budget_step(
+      config, train_config.batch_size, modules["visual"],
+      lambda visual: functools.partial(step_fn,
+                                       modules={**modules, "visual": visual}))
 
   preview = _preview_fn(config, modules, encoder_params, joint, manual_dir,
                         data_dir)
