@@ -12,7 +12,8 @@ Sections (`--sections`, default all), in one process:
 The logic lives in wavegan_jax/benchmarking/.
 
   python launch/benchmark.py --output=/tmp/benchmark.json
-  python launch/benchmark.py --sections=profile --profile_stages=generator,visual
+  python launch/benchmark.py --sections=profile \
+      --profile_stages=generator,visual
   python launch/benchmark.py --dim=4 --batch_size=2 --repeats=1 \
       --stage_config=experiments/av_digits.py:tiny --pipeline_batches=2
 """

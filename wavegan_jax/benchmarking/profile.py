@@ -29,7 +29,8 @@ import jax
 NO_METADATA = "(no metadata)"
 
 # Path components that are control flow, not model parts.
-_CONTROL = re.compile(r"^(?:while|body|cond|closed_call|branch_\d+|checkpoint)$")
+_CONTROL = re.compile(
+    r"^(?:while|body|cond|closed_call|branch_\d+|checkpoint)$")
 # A transformation around a name: 'transpose(jvp(VisualModel.encode))'.
 _WRAPPED = re.compile(r"^[\w.]+\((.*)\)$")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+) = (.*)$")
@@ -132,9 +133,10 @@ def profile_step(step: Callable, args: Sequence[Any], repeats: int,
   grouped by kind: '(no metadata) transpose_copy_fusion'.
 
   Returns:
-    {'wall_ms': mean wall ms per traced call (tracing slows calls), 'op_ms': summed leaf-op ms
-    per call, 'busy_cores': op_ms / wall_ms, 'parts': [{'pass', 'part',
-    'ms', 'fraction' (of op_ms)}, ... by ms, descending]}.
+    {'wall_ms': mean wall ms per traced call (tracing slows calls),
+    'op_ms': summed leaf-op ms per call, 'busy_cores': op_ms / wall_ms,
+    'parts': [{'pass', 'part', 'ms', 'fraction' (of op_ms)}, ... by ms,
+    descending]}.
   """
   compiled = step.lower(*args).compile()
   op_names = hlo_op_names(compiled.as_text())

@@ -95,8 +95,9 @@ def format_table(results):
   for name, p in results.get("profile", {}).items():
     lines += [f"== 5. Where the {name} step's time goes "
               f"({'fast step' if p['fast_step'] else 'step'}) ==",
-              f"wall {p['wall_ms']:.1f} ms per step under the profiler, op time "
-              f"{p['op_ms']:.1f} ms: {p['busy_cores']:.2f} cores busy",
+              f"wall {p['wall_ms']:.1f} ms per step under the profiler, "
+              f"op time {p['op_ms']:.1f} ms: {p['busy_cores']:.2f} cores "
+              "busy",
               f"{'pass':<9}{'ms':>8}{'share':>7}  part"]
     for part in p["parts"]:
       lines.append(f"{part['pass']:<9}{part['ms']:>8.1f}"
