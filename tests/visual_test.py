@@ -137,27 +137,66 @@ def test_default_parameter_count_matches_docstring():
   assert visual.count_params(params) == 959_220
 
 
-def _video_with_empty_frames(batch=3, time=6, seed=1):
-  """`_video` with frames blanked before and after a per-clip window."""
-  video = np.array(_video(batch, time, seed=seed))
-  video[0, :2] = 0
-  video[1, 4:] = 0
-  video[2, :1] = 0
-  video[2, 3:] = 0
-  return video  # 4 + 4 + 2 = 10 non-empty frames of 18.
+# Which of PALETTE's frames each frame of a [3, 6] video shows (0: the zero
+# frame): 8 distinct frames, repeats within and across clips.
+PALETTE_INDEX = np.array([[0, 0, 1, 1, 2, 3],
+                          [4, 4, 4, 5, 0, 0],
+                          [2, 6, 6, 7, 7, 0]])
 
 
-def test_count_nonempty_frames():
-  video = _video_with_empty_frames()
-  assert visual.count_nonempty_frames(video) == 10
-  assert visual.count_nonempty_frames(video[:1]) == 4
-  video[0, 0, 0, 0, 0] = 1  # One faint pixel makes a frame non-empty.
-  assert visual.count_nonempty_frames(video) == 11
+def _video_with_repeated_frames(seed=1):
+  """A [3, 6, 8, 8, 1] uint8 video built from PALETTE_INDEX."""
+  palette = np.random.default_rng(seed).integers(1, 256, (8, 8, 8, 1),
+                                                 dtype=np.uint8)
+  palette[0] = 0
+  return palette[PALETTE_INDEX]
 
 
-@pytest.mark.parametrize("budget", [10, 12, 17])
+def test_count_distinct_frames():
+  video = _video_with_repeated_frames()
+  assert visual.count_distinct_frames(video) == 8
+  assert visual.count_distinct_frames(video[:1]) == 4
+  video[1, 0, 0, 0, 0] ^= 1  # One pixel makes a frame distinct.
+  assert visual.count_distinct_frames(video) == 9
+  assert visual.count_distinct_frames(video.astype(np.float32)) == 9
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_distinct_frames_groups_equal_frames(dtype):
+  video = _video_with_repeated_frames().astype(dtype)
+  frames = video.reshape(18, 8, 8, 1)
+  representatives, group_of_frame, num_groups = jax.jit(
+      visual.distinct_frames, static_argnums=1)(frames, 10)
+  assert representatives.shape == (10,) and group_of_frame.shape == (18,)
+  assert int(num_groups) == 8
+  # Every frame reads a frame equal to it, and equal frames one group.
+  np.testing.assert_array_equal(
+      frames[np.asarray(representatives)[np.asarray(group_of_frame)]], frames)
+  groups = np.asarray(group_of_frame).reshape(PALETTE_INDEX.shape)
+  for index in range(8):
+    assert len(set(groups[PALETTE_INDEX == index])) == 1, index
+  assert sorted(set(groups.ravel())) == list(range(8))
+
+
+def test_distinct_frames_never_merges_frames_whose_hashes_collide(
+    monkeypatch):
+  # Every hash equal: the frames stay in input order, and a frame equal to
+  # an earlier but not the previous one starts a new group (a spent slot),
+  # never a merge of different frames.
+  monkeypatch.setattr(visual, "_hash_multipliers",
+                      lambda width: np.zeros((2, width), np.uint32))
+  frames = _video_with_repeated_frames().reshape(18, 8, 8, 1)
+  representatives, group_of_frame, num_groups = visual.distinct_frames(
+      frames, 18)
+  np.testing.assert_array_equal(
+      frames[np.asarray(representatives)[np.asarray(group_of_frame)]], frames)
+  changes = 1 + np.count_nonzero(np.diff(PALETTE_INDEX.ravel()))
+  assert int(num_groups) == changes == 11
+
+
+@pytest.mark.parametrize("budget", [8, 10, 17])
 def test_frame_budget_gives_the_same_features_and_gradients(budget):
-  video = jnp.asarray(_video_with_empty_frames())
+  video = jnp.asarray(_video_with_repeated_frames())
   full = visual.VisualModel(**TINY)
   packed = full.clone(frame_budget=budget)
   params = full.init(jax.random.key(0), video)
@@ -171,7 +210,7 @@ def test_frame_budget_gives_the_same_features_and_gradients(budget):
 
   want_features, want_grads = jax.jit(lambda: features_and_grads(full))()
   got_features, got_grads = jax.jit(lambda: features_and_grads(packed))()
-  # Empty frames share one zero frame's features: the same numbers.
+  # Equal frames share their copy's features: the same numbers.
   np.testing.assert_allclose(got_features, want_features, rtol=1e-6,
                              atol=1e-6)
   for path, want in jax.tree_util.tree_leaves_with_path(want_grads):
@@ -184,8 +223,8 @@ def test_frame_budget_gives_the_same_features_and_gradients(budget):
 
 
 def test_frame_budget_overflow_gives_nan_not_dropped_frames():
-  video = jnp.asarray(_video_with_empty_frames())
-  model = visual.VisualModel(**TINY, frame_budget=9)
+  video = jnp.asarray(_video_with_repeated_frames())
+  model = visual.VisualModel(**TINY, frame_budget=7)
   params = model.init(jax.random.key(0), video)
   features = model.apply(params, video, method=model.features)
   assert features.shape == (3, 6, TINY["frame_features"])

@@ -21,24 +21,30 @@ AV_STAGES = ("acoustic", "visual", "generator")
 # Non-empty frames per AV-digits clip (14.2 of 32 on average over 201 train
 # batches): the others are all zero, as before a digit appears.
 NONEMPTY_FRAMES = 14
+# Distinct non-empty frames per clip: the digit sits still or steps by a
+# pixel, so a batch of 16 clips holds ~128 distinct frames (one all zero).
+DISTINCT_FRAMES = 8
 
 
 def _synthetic_batch(config, batch_size, seed):
   """A random batch of every field the AV-digits stages read.
 
-  Each clip's video is random in a window of NONEMPTY_FRAMES frames at a
-  random onset and all zero elsewhere, like AV-digits clips.
+  Like AV-digits clips, each clip's video is all zero outside a window of
+  NONEMPTY_FRAMES frames at a random onset, and the window holds
+  DISTINCT_FRAMES random frames in runs.
   """
   data = config.data
   generator = np.random.default_rng(seed)
   size = data.frame_size
-  video = generator.integers(0, 256, (batch_size, data.num_frames, size,
-                                      size, 1), dtype=np.uint8)
   window = min(NONEMPTY_FRAMES, data.num_frames)
+  video = np.zeros((batch_size, data.num_frames, size, size, 1), np.uint8)
   for clip, onset in enumerate(generator.integers(
       0, data.num_frames - window + 1, batch_size)):
-    video[clip, :onset] = 0
-    video[clip, onset + window:] = 0
+    frames = generator.integers(1, 256, (DISTINCT_FRAMES, size, size, 1),
+                                dtype=np.uint8)
+    # Each frame held for a run of frames, as the digit sits then steps.
+    video[clip, onset:onset + window] = frames[
+        np.arange(window) * DISTINCT_FRAMES // window]
   return {
       "video": video,
       "target": generator.uniform(-0.5, 0.5, (batch_size, data.num_samples)

@@ -58,11 +58,12 @@ def visual_frame_budget(config: ml_collections.ConfigDict,
 def frames_fit(budget: int) -> Callable[[dict], bool]:
   """fast_step_fits: this process's share of the budget holds its frames.
 
-  Each of the P processes may use budget // P frames, so that the global
-  batch fits whenever every process's part does.
+  Each of the P processes may use budget // P distinct frames, so that the
+  global batch fits whenever every process's part does (frames equal across
+  processes only lower the global count).
   """
   share = budget // jax.process_count()
-  return lambda batch: visual_lib.count_nonempty_frames(
+  return lambda batch: visual_lib.count_distinct_frames(
       batch["video"]) <= share
 
 
