@@ -78,8 +78,8 @@ def format_table(results):
                    f"{s['compile_seconds']:>9.1f}s"
                    f"{'-' if full is None else f'{full:.3f}s':>11}")
     lines.append("step: with the visual CNN on its frame budget where the "
-                 "stage has one (14 of 32 frames per clip non-empty); full "
-                 "step: every frame")
+                 "stage has one (per clip 14 of 32 frames non-empty, 8 "
+                 "distinct); full step: every frame")
   if "pipeline" in results:
     p = results["pipeline"]
     lines += ["== 4. Input pipeline vs train-step consumption (examples/s) ==",

@@ -18,8 +18,8 @@ visual_noise_std` adds Gaussian noise to the visual context the generator
 sees in training (not in evaluation or generation). With `train.ema_decay`
 set, exponential moving averages of the trained models are kept, and the
 export and previews hold them. With `visual.frame_budget` set, batches
-whose non-empty frames fit run a step whose visual CNN skips the empty
-frames (models/visual.py), the others the full step.
+whose distinct frames fit run a step whose visual CNN computes each
+distinct frame once (models/visual.py), the others the full step.
 """
 
 import functools

@@ -14,7 +14,7 @@ Contracts that make a resumed run bit-identical to an uninterrupted one:
   * The state is restored exactly from the last checkpoint.
 
 A stage may also give a `fast_step`, valid only for the batches that
-`fast_step_fits` accepts (e.g. the visual CNN on a budget of non-empty
+`fast_step_fits` accepts (e.g. the visual CNN on a budget of distinct
 frames). The choice is made per step on the host batch, before it is
 sharded; with several processes every process must accept its part for the
 fast step to run (one small all-gather per step), so all run one program.
