@@ -242,3 +242,30 @@ def test_fast_step_needs_its_test():
                    batches=None, num_steps=1, base_rng=None,
                    checkpointer=None, log_every=1, checkpoint_every=1,
                    examples_per_step=1, fast_step=lambda *args: None)
+
+
+def test_stage_end_closes_the_pipeline_and_reports_slow_closing(
+    tmp_path, monkeypatch, caplog):
+  closed = []
+  make_batches = toy_model.make_batches
+
+  def batches(*args):
+    try:
+      yield from make_batches(*args)
+    finally:
+      closed.append(True)
+
+  monkeypatch.setattr(toy_model, 'make_batches', batches)
+  closing = ('waiting for the last checkpoint', 'closing the input pipeline',
+             'closing the metric writer')
+  with caplog.at_level('WARNING'):
+    toy_train_main.train(str(tmp_path / 'fast'), 6)
+  assert closed == [True]
+  assert not [r for r in caplog.records if ' took ' in r.getMessage()]
+  monkeypatch.setattr(loop, 'SLOW_CLOSE_SECONDS', 0.0)  # Everything is slow.
+  with caplog.at_level('WARNING'):
+    toy_train_main.train(str(tmp_path / 'slow'), 6)
+  messages = [r.getMessage() for r in caplog.records]
+  for what in closing:
+    assert any(m.startswith(f'Stage toy: {what} took ') for m in messages), (
+        what, messages)

@@ -30,6 +30,7 @@ logged one), BEFORE anything is saved: a checkpoint never holds a state
 produced by or after a non-finite step.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -50,6 +51,20 @@ PyTree = Any
 METRICS_FILE = 'metrics.jsonl'
 FINITE_FLAG = 'is_finite'
 FALLBACKS = 'fast_step_fallbacks'
+# A stage's closing work (waiting for its last checkpoint, closing the input
+# pipeline and writers) slower than this is logged: some stage ends have
+# stalled for 35-50 s with no cause found yet.
+SLOW_CLOSE_SECONDS = 10.0
+
+
+@contextlib.contextmanager
+def warn_if_slow(stage: str, what: str):
+  """Logs a warning naming `what` if the block takes SLOW_CLOSE_SECONDS+."""
+  start = time.perf_counter()
+  yield
+  seconds = time.perf_counter() - start
+  if seconds >= SLOW_CLOSE_SECONDS:
+    logging.warning('Stage %s: %s took %.1f s', stage, what, seconds)
 
 
 class NonFiniteError(FloatingPointError):
@@ -251,6 +266,7 @@ def run_stage(*,
                      f'{summary_every}')
 
   step = start_step
+  batch_iterator = None
   try:
     batch_iterator = iter(batches(start_step))
     while step < num_steps:
@@ -298,8 +314,14 @@ def run_stage(*,
         logging.warning('Stage %s: %s', name, preempted_error)
         raise preempted_error
   finally:
-    checkpointer.wait()
+    with warn_if_slow(name, 'waiting for the last checkpoint'):
+      checkpointer.wait()
     progress.close()
-    writer.close()
+    with warn_if_slow(name, 'closing the input pipeline'):
+      if hasattr(batch_iterator, 'close'):
+        batch_iterator.close()
+      del batch_iterator
+    with warn_if_slow(name, 'closing the metric writer'):
+      writer.close()
   return state, last_metrics
 

@@ -321,9 +321,11 @@ def run(spec: StageSpec, workdir: str,
   except loop.NonFiniteError as error:
     raise UserFacingError(str(error)) from error
   finally:
-    checkpointer.close()
-  checkpointing.export_params(export_path(workdir, spec.name),
-                              spec.export_fn(state))
+    with loop.warn_if_slow(spec.name, "closing the checkpoint manager"):
+      checkpointer.close()
+  with loop.warn_if_slow(spec.name, "writing the export"):
+    checkpointing.export_params(export_path(workdir, spec.name),
+                                spec.export_fn(state))
   if spec.final_fn is not None:
     metrics = {**metrics, **spec.final_fn(state)}
   final = {"step": train_config.num_steps, **metrics}
