@@ -7,6 +7,7 @@ regression on deterministic per-step batches.
 import glob
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -267,5 +268,25 @@ def test_stage_end_closes_the_pipeline_and_reports_slow_closing(
     toy_train_main.train(str(tmp_path / 'slow'), 6)
   messages = [r.getMessage() for r in caplog.records]
   for what in closing:
-    assert any(m.startswith(f'Stage toy: {what} took ') for m in messages), (
-        what, messages)
+    pattern = (rf'Stage toy: {what} took \d+\.\d s '
+               rf'\(process CPU \d+\.\d s\)$')
+    assert any(re.match(pattern, m) for m in messages), (what, messages)
+
+
+def test_release_in_background_frees_on_its_own_thread(monkeypatch, caplog):
+  freed_on = []
+
+  class Pipeline:
+    def __del__(self):
+      freed_on.append(threading.current_thread().name)
+
+  holder = [Pipeline()]
+  monkeypatch.setattr(loop, 'SLOW_CLOSE_SECONDS', 0.0)  # Always warn.
+  with caplog.at_level('WARNING'):
+    thread = loop.release_in_background('toy', holder)
+    thread.join(timeout=30)
+  assert not thread.daemon  # The interpreter waits for it at exit.
+  assert freed_on == ['toy-release-pipeline'] and holder == []
+  assert any(re.match(r'Stage toy: freeing the input pipeline \(in the '
+                      r'background\) took \d+\.\d s \(thread CPU \d+\.\d s\)$',
+                      r.getMessage()) for r in caplog.records)
