@@ -80,6 +80,11 @@ def _base_config():
   # all zero or the digit at one of its <= 25 positions; at most 156 in 2000
   # train batches). 0 or None: every frame, every step.
   config.visual.frame_budget = 0.3125
+  # The pixel loss renders this fraction of each clip's frames, drawn at
+  # random every step (an unbiased estimate of the all-frames loss): the
+  # render head at 32x32 was ~60% of the visual step. 0.25: 8 of 32 frames,
+  # the step 2.6x faster (experiments/quality.md, run 23). 0 or None: all.
+  config.visual.render_fraction = 0.25
 
   config.generator = ml_collections.ConfigDict()
   config.generator.model = dict(

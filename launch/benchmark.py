@@ -64,7 +64,7 @@ _CONV_IMPL = flags.DEFINE_enum(
     "conv_impl", wavegan.DEFAULT_CONV_IMPL, conv.IMPLEMENTATIONS,
     "The JAX convolutions compared with PyTorch (wavegan_jax/models/conv.py).")
 _COMPARE_IMPLS = flags.DEFINE_list(
-    "compare_impls", ["fast"],
+    "compare_impls", ["winograd"],
     "Other JAX convolutions timed beside it in section 1 ('reference' is "
     "the slow plain formulation); empty for none.")
 _TORCH_THREADS = flags.DEFINE_integer("torch_threads", 2,

@@ -124,25 +124,25 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
   assert results["sections"] == list(benchmarking.SECTIONS)
   assert results["host"] == benchmarking.host_info()
   # Section 1.
-  # The default convolutions against PyTorch, 'fast' (--compare_impls's
+  # The default convolutions against PyTorch, 'winograd' (--compare_impls's
   # default) timed beside them.
-  assert results["jax_impl"] == "jax_winograd"
-  assert set(results["medians"]) == {"jax_winograd", "jax_fast", "torch"}
+  assert results["jax_impl"] == "jax_fourier"
+  assert set(results["medians"]) == {"jax_fourier", "jax_winograd", "torch"}
   for workload in ("generate", "g_step", "d_step"):
     ratio = results[f"ratio_{workload}"]
     assert _positive(ratio)
     medians = results["medians"]
     assert ratio == (medians["torch"][workload]
-                     / medians["jax_winograd"][workload])
-    assert results[f"ratio_{workload}_fast"] == (
-        medians["jax_fast"][workload] / medians["jax_winograd"][workload])
+                     / medians["jax_fourier"][workload])
+    assert results[f"ratio_{workload}_winograd"] == (
+        medians["jax_winograd"][workload] / medians["jax_fourier"][workload])
     times = results["times"]
     low, high = results[f"ratio_{workload}_rounds"]
     assert (low, high) == benchmarking.twins.round_ratios(
-        times["torch"][workload], times["jax_winograd"][workload])
+        times["torch"][workload], times["jax_fourier"][workload])
     assert low <= ratio <= high
   # d=4: G = 100*16*64 + 16*64 + sum of 25*Cin*Cout + Cout over the layers.
-  for name in ("jax_winograd", "jax_fast", "torch"):
+  for name in ("jax_fourier", "jax_winograd", "torch"):
     assert results["param_counts"][name] == {"generator": 171_585,
                                              "discriminator": 69_249}
   # Section 2.

@@ -172,12 +172,32 @@ def test_bad_arguments_raise_clear_errors():
     conv.Conv1D(3, 5, impl="slow").init(jax.random.key(0), x)
 
 
-# Winograd: WINOGRAD_MIN_CHANNELS is lowered so that these small shapes take
-# the Winograd path (WaveGAN's narrow layers would otherwise keep the direct
-# convolution).
+# Winograd and Fourier: WINOGRAD_MIN_CHANNELS and FOURIER_MIN_WINDOWS are
+# lowered so that these small shapes take those paths (WaveGAN's narrow and
+# short layers would otherwise keep the direct convolution).
 @pytest.fixture
 def winograd_everywhere(monkeypatch):
   monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+  monkeypatch.setattr(conv, "FOURIER_MIN_WINDOWS", 1)
+
+
+# The keyword arguments of each fast algorithm.
+ALGORITHMS = {"winograd": dict(winograd=True),
+              "fourier": dict(winograd=True, fourier=True)}
+
+
+def _assert_stride1_matches_direct(stride1_fn, length, taps, tolerance,
+                                   seed):
+  """Value and both gradients of a [x, kernel] -> correlation function."""
+  x, kernel = _random_inputs(length, 5, 6, taps, seed=seed)
+  as_conv = lambda fn: lambda a, b, stride, padding: fn(a, b)
+  got = _value_and_grads(as_conv(stride1_fn), x, kernel, 1, "VALID",
+                         cotangent_seed=seed + 1)
+  direct = _value_and_grads(as_conv(conv._conv_stride1), x, kernel, 1,
+                            "VALID", cotangent_seed=seed + 1)
+  for name, a, b in zip(("value", "grad_x", "grad_kernel"), got, direct):
+    assert a.shape == b.shape, name
+    assert _relative_error(a, b) < tolerance, name
 
 
 # Larger tiles are less accurate in float32; only tile 2 is used. A tile of
@@ -188,32 +208,26 @@ def winograd_everywhere(monkeypatch):
     for taps in (2, 3, 7, 8)
     if tile + taps - 2 <= len(conv._WINOGRAD_POINTS)])
 def test_winograd_stride1_matches_direct(taps, tile, tolerance):
-  x, kernel = _random_inputs(23, 5, 6, taps, seed=10)
-  stride1 = lambda fn: lambda a, b, stride, padding: fn(a, b)
-  winograd = _value_and_grads(
-      stride1(lambda a, b: conv._winograd_stride1(a, b, tile)), x, kernel,
-      1, "VALID", cotangent_seed=11)
-  direct = _value_and_grads(stride1(conv._conv_stride1), x, kernel, 1,
-                            "VALID", cotangent_seed=11)
-  for name, a, b in zip(("value", "grad_x", "grad_kernel"), winograd, direct):
-    assert a.shape == b.shape, name
-    assert _relative_error(a, b) < tolerance, name
+  _assert_stride1_matches_direct(
+      lambda a, b: conv._winograd_stride1(a, b, tile), 23, taps, tolerance,
+      seed=10)
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("case", CASES[:3] + CASES[5:])
 @pytest.mark.parametrize("fn, reference", [
     (conv.conv1d, conv.conv1d_reference),
     (conv.conv_transpose1d, conv.conv_transpose1d_reference)])
-def test_winograd_matches_reference(fn, reference, case, padding,
+def test_winograd_matches_reference(fn, reference, case, padding, algorithm,
                                     winograd_everywhere):
   length, cin, cout, size, stride = case
   if fn is conv.conv1d:
     length = length * stride + 1
   x, kernel = _random_inputs(length, cin, cout, size, seed=12)
   winograd = _value_and_grads(
-      lambda *args: fn(*args, winograd=True), x, kernel, stride, padding,
-      cotangent_seed=13)
+      lambda *args: fn(*args, **ALGORITHMS[algorithm]), x, kernel, stride,
+      padding, cotangent_seed=13)
   ref = _value_and_grads(reference, x, kernel, stride, padding,
                          cotangent_seed=13)
   for name, a, b in zip(("value", "grad_x", "grad_kernel"), winograd, ref):
@@ -221,13 +235,15 @@ def test_winograd_matches_reference(fn, reference, case, padding,
     assert _relative_error(a, b) < 1e-5, name
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("fn, reference", [
     (conv.conv1d, conv.conv1d_reference),
     (conv.conv_transpose1d, conv.conv_transpose1d_reference)])
 def test_winograd_second_order_gradients_match_reference(
-    fn, reference, winograd_everywhere):
+    fn, reference, algorithm, winograd_everywhere):
   x, kernel = _random_inputs(19, 3, 4, 25, seed=14)
-  winograd = _penalty_grads(lambda *args: fn(*args, winograd=True), x, kernel)
+  winograd = _penalty_grads(
+      lambda *args: fn(*args, **ALGORITHMS[algorithm]), x, kernel)
   for a, b in zip(winograd, _penalty_grads(reference, x, kernel)):
     assert _relative_error(a, b) < 1e-5
 
@@ -246,10 +262,49 @@ def test_winograd_only_on_wide_layers():
     assert _count_convolutions(fn, *wide) == 0
 
 
-def test_winograd_module_matches_reference(winograd_everywhere):
+@pytest.mark.parametrize("impl", ["winograd", "fourier"])
+def test_winograd_module_matches_reference(impl, winograd_everywhere):
   x = jax.random.normal(jax.random.key(16), (2, 40, 3))
   for module_cls in (conv.Conv1D, conv.ConvTranspose1D):
     params = module_cls(5, 25, 4).init(jax.random.key(17), x)
-    y = module_cls(5, 25, 4, impl="winograd").apply(params, x)
+    y = module_cls(5, 25, 4, impl=impl).apply(params, x)
     y_reference = module_cls(5, 25, 4, impl="reference").apply(params, x)
     assert _relative_error(y, y_reference) < 1e-5
+
+
+# Windows of `size` samples, from shorter than one window to several;
+# taps up to the most a window allows (size >= 2 * taps - 2).
+@pytest.mark.parametrize("size, taps, length", [
+    (12, 7, 9), (12, 7, 40), (16, 1, 23), (16, 3, 23), (16, 8, 50),
+    (32, 7, 23), (32, 7, 100)])
+def test_fourier_stride1_matches_direct(size, taps, length):
+  # Direct-convolution accuracy (~3e-7 here), unlike Winograd's tiles.
+  _assert_stride1_matches_direct(
+      lambda a, b: conv._fourier_stride1(a, b, size), length, taps, 2e-6,
+      seed=20)
+
+
+def test_fourier_products_per_window():
+  # 32-sample windows, 7 taps: 26 outputs from 2 real and 15 complex bins,
+  # 3 real products each (Gauss), against 7 * 26 direct.
+  a_t, g, b_t = conv._fourier_matrices(32, 7)
+  assert a_t.shape == (26, 47) and g.shape == (47, 7) and b_t.shape == (47, 32)
+  assert conv._fourier_matrices(15, 4)[1].shape == (1 + 3 * 7, 4)  # odd n
+
+
+def test_fourier_only_on_wide_layers_with_enough_windows(monkeypatch):
+  calls = []
+  original = conv._fourier_stride1
+  monkeypatch.setattr(conv, "_fourier_stride1",
+                      lambda x, k: calls.append(x.shape) or original(x, k))
+  wide = _random_inputs(16, 128, 128, 25, seed=22)  # 2 x 1 window
+  narrow = _random_inputs(400, 4, 4, 25, seed=22)
+  for fn in (conv.conv1d, conv.conv_transpose1d):
+    for x, kernel in (wide, narrow):
+      jax.eval_shape(lambda a, b: fn(a, b, 4, "SAME", winograd=True,
+                                     fourier=True), x, kernel)
+  assert not calls
+  monkeypatch.setattr(conv, "FOURIER_MIN_WINDOWS", 2)
+  jax.eval_shape(lambda a, b: conv.conv_transpose1d(
+      a, b, 4, "SAME", fourier=True), *wide)
+  assert len(calls) == 1

@@ -346,19 +346,28 @@ def test_generator_stage_ema_averages_the_trained_models_and_is_exported(
     assert_trees_equal(exported[name], state["ema_params"][name])
 
 
-def test_visual_frame_budget_from_the_config():
-  def budget(fraction, batch_size=4):
-    config = ml_collections.ConfigDict(
-        {"visual": {"frame_budget": fraction}, "data": {"num_frames": 32}})
-    return autoencoders.visual_frame_budget(config, batch_size)
-  assert budget(0.625) == 80  # Of 4 x 32 frames.
-  assert budget(0.6, batch_size=16) == 308  # ceil(307.2)
-  assert budget(1.0) is None and budget(0) is None and budget(None) is None
-  for bad in (1.5, -0.25, "half", True):
+def _visual_config(**visual):
+  return ml_collections.ConfigDict({"visual": visual,
+                                    "data": {"num_frames": 32}})
+
+
+# (config key, its count from a config, what the fraction is of, cases).
+@pytest.mark.parametrize("key, count, of_what, cases", [
+    ("frame_budget",
+     lambda c: autoencoders.visual_frame_budget(c, 4), "a batch's frames",
+     {0.625: 80, 0.6: 77}),  # Of 4 x 32 frames; ceil(76.8).
+    ("render_fraction", autoencoders.visual_render_frames,
+     "a clip's frames", {0.25: 8, 0.3: 10})])  # Of 32; ceil(9.6).
+def test_visual_fractions_from_the_config(key, count, of_what, cases):
+  for fraction, want in cases.items():
+    assert count(_visual_config(**{key: fraction})) == want
+  for off in (1.0, 0, None):  # All frames.
+    assert count(_visual_config(**{key: off})) is None
+  for bad in (1.5, -0.25, "half", True, False):
     with pytest.raises(stage_runner.UserFacingError,
-                       match=r"visual.frame_budget must be a fraction in "
-                       r"\(0, 1\] of a batch's frames .* got " + repr(bad)):
-      budget(bad)
+                       match=rf"visual.{key} must be a fraction in "
+                       rf"\(0, 1\] of {of_what} .* got " + repr(bad)):
+      count(_visual_config(**{key: bad}))
 
 
 def test_frame_budget_steps_ran_and_train_like_full_steps(

@@ -230,3 +230,45 @@ def test_frame_budget_overflow_gives_nan_not_dropped_frames():
   assert features.shape == (3, 6, TINY["frame_features"])
   assert np.all(np.isnan(features))
   assert np.all(np.isnan(model.apply(params, video)["context"]))
+
+
+def test_render_frames_renders_a_random_subset_of_each_clip():
+  video = _video(batch=3, time=6)
+  full = visual.VisualModel(**TINY)
+  subset = full.clone(render_frames=2)
+  params = full.init(jax.random.key(0), video)
+  want = full.apply(params, video)
+  got = subset.apply(params, video, rngs={"render": jax.random.key(1)})
+  index = np.asarray(got["frame_index"])
+  assert got["frames"].shape == (3, 2, 8, 8, 1) and index.shape == (3, 2)
+  assert np.all((index >= 0) & (index < 6))
+  assert all(len(set(row)) == 2 for row in index)  # Distinct per clip.
+  # The rendered frames are the full render's frames at those steps.
+  np.testing.assert_allclose(
+      got["frames"], np.take_along_axis(
+          np.asarray(want["frames"]), index[:, :, None, None, None], axis=1),
+      rtol=1e-5, atol=1e-6)
+  for key in ("features", "context", "reconstruction"):
+    np.testing.assert_array_equal(got[key], want[key])
+  # Other keys choose other frames; over many draws every step is drawn
+  # about equally often (the loss is an unbiased estimate).
+  counts = np.zeros(6)
+  for seed in range(200):
+    drawn = subset.apply(params, video, rngs={"render": jax.random.key(seed)},
+                         method=lambda m, v: m(v)["frame_index"])
+    np.add.at(counts, np.asarray(drawn).ravel(), 1)
+  assert counts.sum() == 200 * 3 * 2
+  assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()
+
+
+def test_render_frames_needs_a_render_rng_and_a_positive_count():
+  video = _video(batch=2, time=4)
+  params = visual.VisualModel(**TINY).init(jax.random.key(0), video)
+  # All frames (or more) is the plain render: no rng needed.
+  out = visual.VisualModel(**TINY, render_frames=4).apply(params, video)
+  assert out["frames"].shape == (2, 4, 8, 8, 1) and "frame_index" not in out
+  with pytest.raises(Exception, match="render"):
+    visual.VisualModel(**TINY, render_frames=2).apply(params, video)
+  with pytest.raises(ValueError, match="render_frames must be >= 1"):
+    visual.VisualModel(**TINY, render_frames=0).apply(
+        params, video, rngs={"render": jax.random.key(0)})

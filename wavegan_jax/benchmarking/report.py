@@ -65,8 +65,10 @@ def format_table(results):
                    f"{r['torch_gflops']:>12.1f}{r['jax_gflops']:>10.1f}"
                    f"{r['torch_peak_fraction']:>12.2f}"
                    f"{r['jax_peak_fraction']:>10.2f}{r['ceiling']:>8.2f}x")
-    lines.append("ceiling = peak / torch GFLOP/s: the most any "
-                 "implementation of the same arithmetic can beat PyTorch by")
+    lines.append("ceiling = peak / torch GFLOP/s: the most an "
+                 "implementation of the direct arithmetic can beat PyTorch "
+                 "by; Fourier and Winograd layers do fewer FLOPs than this "
+                 "count, so jax/peak can pass 1")
   if "stages" in results:
     lines += ["== 3. AV-digits train steps (synthetic batches) ==",
               f"{'stage':<12}{'batch':>6}{'step':>10}{'examples/s':>12}"

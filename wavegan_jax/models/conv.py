@@ -46,6 +46,20 @@ the transforms' memory traffic outweighs the saved FLOPs. Splitting the 7
 taps into parts of 4 and 3 (F(4, 4) + F(4, 3): the error of F(2, 7), 13
 products per 4 outputs instead of 16), or stacking the parts on the channel
 axis for one F(4, 4), was slower in the whole model (issue-7 notes).
+
+Fourier option (`impl='fourier'`): the same A^T ((G g) * (B^T d)) form with
+the points on the unit circle, i.e. overlap-save with a real DFT of 32-sample
+windows (`_fourier_matrices`). A window gives 26 outputs of a 7-tap
+correlation for 47 channel-mixing products (two real bins, 15 complex bins
+at three real products each): 1.8 products per output against 4 for
+F(2, 7) and 7 direct, with the direct convolution's accuracy (~3e-7: the
+DFT is well conditioned at any window size, Winograd's real points are
+not). The transformed kernel is 47/7 times the kernel, so it pays only
+where many windows share it: layers with at least FOURIER_MIN_WINDOWS
+windows (batch x windows per example) and both channel counts >=
+WINOGRAD_MIN_CHANNELS; the others keep Winograd (wide) or the direct
+convolution. At d=64, batch 16 that is the generator's third and fourth
+layers and the discriminator's second and third.
 """
 
 import functools
@@ -58,12 +72,17 @@ import jax.numpy as jnp
 import numpy as np
 
 _DIMENSION_NUMBERS = ("NWC", "WIO", "NWC")
-IMPLEMENTATIONS = ("fast", "reference", "winograd")
+IMPLEMENTATIONS = ("fast", "reference", "winograd", "fourier")
 WINOGRAD_TILE = 2  # outputs per Winograd tile
 WINOGRAD_MIN_CHANNELS = 128
 # Finite Toom-Cook interpolation points (the point at infinity is added);
 # small magnitudes and reciprocal pairs keep the float32 error low.
 _WINOGRAD_POINTS = (0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 1.5, -1.5)
+FOURIER_SIZE = 32  # samples per overlap-save window
+# Windows (batch x windows per example) below which the transformed kernel,
+# a / taps times the kernel's size, costs more memory traffic than the
+# products save (WaveGAN's first, short layers).
+FOURIER_MIN_WINDOWS = 128
 
 
 def _check_args(x, kernel, stride, padding, name):
@@ -186,11 +205,89 @@ def _winograd_stride1(x, kernel, tile=WINOGRAD_TILE):
   return y[:, :out_length]
 
 
-def _stride1(x, kernel, winograd):
-  """The stride-1 correlation: Winograd where it pays (wide, few taps)."""
+@functools.lru_cache(maxsize=None)
+def _fourier_matrices(size, taps):
+  """Overlap-save DFT transforms in Winograd form, float64.
+
+  A window d of n = `size` samples gives m = n - taps + 1 outputs of the
+  correlation y[q] = sum_t d[q + t] g[t]: with D = DFT(d), W = DFT(g) the
+  circular correlation is IDFT(D * conj(W)), exact for q < m. Real input
+  makes bins 0 (and n/2) real products; every other bin up to n/2 is a
+  complex product, done by Gauss's three real products (k1 = (Dr + Di) Wr,
+  k2 = Dr (S - Wr), k3 = Di (Wr + S) with conj(W) = Wr + iS; real part
+  k1 - k3, imaginary part k1 + k2). Every step is linear, so the sums of
+  Dr, Di, of Wr, S and of the k's fold into the matrices: y = A^T ((G g) *
+  (B^T d)) as in `_toom_cook`, with 3n/2 - 1 products (n even) per m
+  outputs. The points are roots of unity, so unlike Winograd's real points
+  the rounding does not grow with the tile.
+
+  Returns (A^T [m, a], G [a, taps], B^T [a, n]).
+  """
+  n, tile = size, size - taps + 1
+  sample, tap, output = np.arange(n), np.arange(taps), np.arange(tile)
+  a_columns, g_rows, b_rows = [], [], []
+  for k in [0] + ([n // 2] if n % 2 == 0 else []):  # real bins
+    b_rows.append(np.cos(2 * np.pi * sample * k / n))
+    g_rows.append(np.cos(2 * np.pi * tap * k / n))
+    a_columns.append(np.cos(2 * np.pi * output * k / n) / n)
+  for k in range(1, (n - 1) // 2 + 1):  # complex bins, each counted twice
+    d_real = np.cos(2 * np.pi * sample * k / n)
+    d_imag = -np.sin(2 * np.pi * sample * k / n)
+    w_real = np.cos(2 * np.pi * tap * k / n)
+    w_sin = np.sin(2 * np.pi * tap * k / n)
+    # y[q] += Cr c_q + Ci s_q = k1 (c_q + s_q) + k2 s_q - k3 c_q.
+    c_q = 2 * np.cos(2 * np.pi * output * k / n) / n
+    s_q = -2 * np.sin(2 * np.pi * output * k / n) / n
+    b_rows += [d_real + d_imag, d_real, d_imag]
+    g_rows += [w_real, w_sin - w_real, w_real + w_sin]
+    a_columns += [c_q + s_q, s_q, -c_q]
+  return np.stack(a_columns, 1), np.stack(g_rows), np.stack(b_rows)
+
+
+def _fourier_stride1(x, kernel, size=FOURIER_SIZE):
+  """`_conv_stride1` by overlap-save DFTs of `size` samples (see
+  `_fourier_matrices`): 1.8 channel-mixing products per output for 7 taps
+  at 32 samples, against 7 direct and 4 for Winograd F(2, 7), with the
+  direct convolution's float32 accuracy.
+
+  Transforms are matrix products over the window axis, so autodiff to any
+  order is again transforms and batched matmuls.
+  """
+  batch, length, in_channels = x.shape
+  taps, _, out_channels = kernel.shape
+  out_length = length - taps + 1
+  a_t, g, b_t = (m.astype(np.float32) for m in _fourier_matrices(size, taps))
+  tile, points = a_t.shape[0], g.shape[0]
+  tiles = -(-out_length // tile)
+  # Window j = block j plus the first taps - 1 samples of block j + 1.
+  x = jnp.pad(x, ((0, 0), (0, (tiles + 1) * tile - length), (0, 0)))
+  blocks = x.reshape(batch, tiles + 1, tile, in_channels)
+  v = (jnp.einsum("an,btnc->abtc", b_t[:, :tile], blocks[:, :-1])
+       + jnp.einsum("an,btnc->abtc", b_t[:, tile:],
+                    blocks[:, 1:, :taps - 1]))
+  v = v.reshape(points, batch * tiles, in_channels)
+  u = jnp.einsum("at,tio->aio", g, kernel)
+  products = jnp.matmul(v, u)  # [a, B * tiles, Co]
+  y = jnp.einsum("qa,abtc->btqc", a_t,
+                 products.reshape(points, batch, tiles, out_channels))
+  y = y.reshape(batch, tiles * tile, out_channels)
+  return y[:, :out_length]
+
+
+def _wide(kernel):
   taps, in_channels, out_channels = kernel.shape
-  if (winograd and taps > 1
-      and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+  return taps > 1 and min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+
+
+def _stride1(x, kernel, winograd, fourier=False):
+  """The stride-1 correlation: Winograd where it pays (wide, few taps);
+  with `fourier`, overlap-save DFTs on wide layers with enough windows."""
+  taps = kernel.shape[0]
+  if (fourier and _wide(kernel) and
+      x.shape[0] * -(-(x.shape[1] - taps + 1) // (FOURIER_SIZE - taps + 1))
+      >= FOURIER_MIN_WINDOWS and FOURIER_SIZE >= 2 * taps - 2):
+    return _fourier_stride1(x, kernel)
+  if (winograd and _wide(kernel)
       and WINOGRAD_TILE + taps - 2 <= len(_WINOGRAD_POINTS)):
     return _winograd_stride1(x, kernel)
   return _conv_stride1(x, kernel)
@@ -250,7 +347,8 @@ def conv_transpose1d_reference(x, kernel, stride=1, padding="SAME"):
       x, kernel, (stride,), padding, dimension_numbers=_DIMENSION_NUMBERS)
 
 
-def conv1d(x, kernel, stride=1, padding="SAME", winograd=False):
+def conv1d(x, kernel, stride=1, padding="SAME", winograd=False,
+           fourier=False):
   """Strided 1-D convolution as a stride-1 convolution over space-to-depth.
 
   Equals `jax.lax.conv_general_dilated(x, kernel, (stride,), padding)` with
@@ -263,6 +361,8 @@ def conv1d(x, kernel, stride=1, padding="SAME", winograd=False):
     padding: 'SAME' (ceil(length / stride) outputs) or 'VALID'
       (floor((length - kernel_size) / stride) + 1 outputs).
     winograd: Winograd stride-1 correlation on wide layers (see above).
+    fourier: overlap-save DFT correlation on wide layers with enough
+      windows, Winograd (if `winograd`) or direct on the others.
 
   Returns:
     [batch, out_length, out_channels].
@@ -283,7 +383,7 @@ def conv1d(x, kernel, stride=1, padding="SAME", winograd=False):
   if stride == 1:
     return _stride1(
         _pad_or_crop(x, pad_left, out_length + size - 1 - length - pad_left),
-        kernel, winograd)
+        kernel, winograd, fourier)
   taps = -(-size // stride)
   # Input samples s*p + r for p < out_length + taps - 1: a whole number of
   # phases; anything past the last window is cropped, missing ends are zeros.
@@ -295,7 +395,7 @@ def conv1d(x, kernel, stride=1, padding="SAME", winograd=False):
   index[index >= size] = size
   kernel = _gather_taps(kernel, index).reshape(
       taps, stride * in_channels, out_channels)
-  return _stride1(x, kernel, winograd)
+  return _stride1(x, kernel, winograd, fourier)
 
 
 def _transpose_padding(size, stride, padding):
@@ -309,7 +409,8 @@ def _transpose_padding(size, stride, padding):
   return pad_left, pad_total
 
 
-def conv_transpose1d(x, kernel, stride=1, padding="SAME", winograd=False):
+def conv_transpose1d(x, kernel, stride=1, padding="SAME", winograd=False,
+                     fourier=False):
   """Transposed 1-D convolution as one stride-1 polyphase convolution.
 
   Equals `jax.lax.conv_transpose(x, kernel, (stride,), padding)` with NWC /
@@ -327,6 +428,8 @@ def conv_transpose1d(x, kernel, stride=1, padding="SAME", winograd=False):
     padding: 'SAME' (length * stride outputs) or 'VALID'
       (length * stride + max(kernel_size - stride, 0) outputs).
     winograd: Winograd stride-1 correlation on wide layers (see above).
+    fourier: overlap-save DFT correlation on wide layers with enough
+      windows, Winograd (if `winograd`) or direct on the others.
 
   Returns:
     [batch, out_length, out_channels].
@@ -355,7 +458,7 @@ def conv_transpose1d(x, kernel, stride=1, padding="SAME", winograd=False):
       taps, in_channels, stride * out_channels)
   # x[q + start + t] for q < phase_length, t < taps; zeros off the ends.
   x = _pad_or_crop(x, -start, phase_length + taps - 1 + start - length)
-  y = _stride1(x, kernel, winograd)  # [B, phase_length, s*Cout]
+  y = _stride1(x, kernel, winograd, fourier)  # [B, phase_length, s*Cout]
   y = y.reshape(batch, phase_length * stride, out_channels)
   return y[:, :out_length]
 
@@ -365,6 +468,8 @@ def _select(impl, fast, reference):
     raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
   if impl == "winograd":
     return functools.partial(fast, winograd=True)
+  if impl == "fourier":
+    return functools.partial(fast, winograd=True, fourier=True)
   return fast if impl == "fast" else reference
 
 

@@ -163,6 +163,10 @@ class VisualModel(nn.Module):
       frames of a call's batch, and equal frames share features (see the
       module docstring); a batch with more gives NaN features. Not part of
       the architecture: params are the same with or without it.
+    render_frames: if set (and below T), `__call__` renders only this many
+      frames of each clip, drawn at random (rng stream 'render'), for a
+      pixel loss that estimates the all-frames one at a fraction of the
+      render head's cost. Not part of the architecture either.
   """
   frame_size: int = 32
   channels: int = 1
@@ -172,6 +176,7 @@ class VisualModel(nn.Module):
   context_features: int = 64
   num_lstm_layers: int = 1
   frame_budget: Optional[int] = None
+  render_frames: Optional[int] = None
 
   def setup(self):
     levels = len(self.conv_features)
@@ -263,12 +268,27 @@ class VisualModel(nn.Module):
       dict with `features` [B, T, F], `context` [B, T, Dc],
       `reconstruction` [B, T, F] (decoded features) and `frames`
       [B, T, H, W, C] (rendered from the reconstruction; linear, trained
-      towards the frames in [0, 1]).
+      towards the frames in [0, 1]). With `render_frames` = K < T, `frames`
+      is [B, K, H, W, C] and `frame_index` [B, K] says which time steps
+      they are (distinct, random per clip and call).
     """
     del train
     features = self.features(video)
     context = self.context_projection(self.encoder_lstm(features))
     reconstruction = self.output_projection(self.decoder_lstm(context))
-    return dict(features=features, context=context,
-                reconstruction=reconstruction,
-                frames=self.render(reconstruction))
+    outputs = dict(features=features, context=context,
+                   reconstruction=reconstruction)
+    batch, time = reconstruction.shape[:2]
+    if self.render_frames is None or self.render_frames >= time:
+      return dict(outputs, frames=self.render(reconstruction))
+    if self.render_frames < 1:
+      raise ValueError(
+          f"render_frames must be >= 1 (or None: all), got "
+          f"{self.render_frames}")
+    # The first K of a random order of each clip's time steps.
+    order = jnp.argsort(
+        jax.random.uniform(self.make_rng("render"), (batch, time)), axis=1)
+    frame_index = order[:, :self.render_frames]
+    chosen = jnp.take_along_axis(reconstruction, frame_index[..., None],
+                                 axis=1)
+    return dict(outputs, frames=self.render(chosen), frame_index=frame_index)

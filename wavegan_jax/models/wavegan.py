@@ -28,9 +28,10 @@ from wavegan_jax.models import conv
 
 SLICE_LENGTHS = (8192, 16384, 32768, 65536)
 UPSAMPLE_MODES = ("zeros", "nn")
-# Winograd F(2, 7) on the wide layers: ~0.8x the time of 'fast' on a CPU,
-# relative error ~3e-6 per layer instead of ~3e-7 (conv.py).
-DEFAULT_CONV_IMPL = "winograd"
+# Overlap-save DFTs on the wide layers with many windows, Winograd F(2, 7)
+# on the other wide ones, direct on the narrow ones (conv.py); README
+# Performance, section 1, times it beside 'winograd' alone.
+DEFAULT_CONV_IMPL = "fourier"
 _KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
@@ -114,7 +115,7 @@ class WaveGANGenerator(nn.Module):
     use_batchnorm: batch normalisation after the dense and hidden layers.
     post_proc_filter_len: taps of the learned post-processing filter; 0
       disables it (512 is the paper's).
-    conv_impl: 'winograd', 'fast' or 'reference' (see conv.py); the
+    conv_impl: 'fourier', 'winograd', 'fast' or 'reference' (see conv.py); the
       parameters are the same.
   """
   dim: int = 64
@@ -184,7 +185,7 @@ class WaveGANDiscriminator(nn.Module):
     kernel_len: convolution taps (25).
     phaseshuffle_rad: phase shuffle radius n (2); 0 disables it.
     use_batchnorm: batch normalisation after convolutions 1 and up.
-    conv_impl: 'winograd', 'fast' or 'reference' (see conv.py).
+    conv_impl: 'fourier', 'winograd', 'fast' or 'reference' (see conv.py).
   """
   dim: int = 64
   slice_len: int = 16384

@@ -32,6 +32,22 @@ def visual_model(config: ml_collections.ConfigDict):
                                 **config.visual.model)
 
 
+def _visual_count(config: ml_collections.ConfigDict, key: str, total: int,
+                  of_what: str, no_value: str) -> Optional[int]:
+  """ceil(`config.visual[key]` x total), the key a fraction in (0, 1] of
+  `of_what`; None for 0, None or a count of `total` or more."""
+  fraction = config.visual.get(key)
+  if fraction is None or (fraction == 0 and not isinstance(fraction, bool)):
+    return None
+  if isinstance(fraction, bool) or not isinstance(
+      fraction, (int, float)) or not 0 < fraction <= 1:
+    raise stage_runner.UserFacingError(
+        f"visual.{key} must be a fraction in (0, 1] of {of_what} (0 or "
+        f"None: {no_value}), got {fraction!r}")
+  count = math.ceil(fraction * total)
+  return count if count < total else None
+
+
 def visual_frame_budget(config: ml_collections.ConfigDict,
                         global_batch_size: int) -> Optional[int]:
   """Frames the visual CNN runs on in a fast train step (None: no budget).
@@ -42,17 +58,21 @@ def visual_frame_budget(config: ml_collections.ConfigDict,
   Raises:
     UserFacingError: if the fraction is not in (0, 1].
   """
-  fraction = config.visual.get("frame_budget")
-  if fraction is None or fraction == 0:
-    return None
-  if isinstance(fraction, bool) or not isinstance(
-      fraction, (int, float)) or not 0 < fraction <= 1:
-    raise stage_runner.UserFacingError(
-        f"visual.frame_budget must be a fraction in (0, 1] of a batch's "
-        f"frames (0 or None: no budget), got {fraction!r}")
-  frames = global_batch_size * config.data.num_frames
-  budget = math.ceil(fraction * frames)
-  return budget if budget < frames else None
+  return _visual_count(config, "frame_budget",
+                       global_batch_size * config.data.num_frames,
+                       "a batch's frames", "no budget")
+
+
+def visual_render_frames(config: ml_collections.ConfigDict) -> Optional[int]:
+  """Frames per clip rendered for the pixel loss in training (None: all).
+
+  `config.visual.render_fraction` is a fraction of each clip's frames.
+
+  Raises:
+    UserFacingError: if the fraction is not in (0, 1].
+  """
+  return _visual_count(config, "render_fraction", config.data.num_frames,
+                       "a clip's frames", "all")
 
 
 def frames_fit(budget: int) -> Callable[[dict], bool]:
@@ -110,6 +130,9 @@ def visual_inputs(batch):
 
 def visual_terms(outputs, params, video):
   pixels = video.astype(jnp.float32) / 255.0
+  if "frame_index" in outputs:  # Only some frames were rendered.
+    pixels = jnp.take_along_axis(
+        pixels, outputs["frame_index"][:, :, None, None, None], axis=1)
   return {
       "feature_mse": jnp.mean(jnp.square(
           outputs["reconstruction"] -
@@ -122,11 +145,12 @@ def visual_terms(outputs, params, video):
 def _autoencoder_step(state, batch, rng, *, name, model, optimizer,
                       inputs_fn, terms_fn, weights):
   """One Adam step on the weighted reconstruction objective."""
-  del rng  # The autoencoders are deterministic.
   inputs = inputs_fn(batch)
 
   def loss_fn(params):
-    outputs = model.apply({"params": params}, inputs, train=True)
+    # 'render': the visual model's choice of frames to render (if any).
+    outputs = model.apply({"params": params}, inputs, train=True,
+                          rngs={"render": rng})
     return losses.weighted_sum(terms_fn(outputs, params, inputs), weights)
 
   (total, values), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -148,11 +172,13 @@ def make_spec(config: ml_collections.ConfigDict, name: str, *,
   if name == "acoustic":
     model, inputs_fn, terms_fn = (acoustic_model(config), acoustic_inputs,
                                   acoustic_terms)
+    init_model = model
     fields = ("target", "reference")
     example = jnp.zeros((1, config.data.num_samples), jnp.float32)
   elif name == "visual":
-    model, inputs_fn, terms_fn = (visual_model(config), visual_inputs,
-                                  visual_terms)
+    init_model = visual_model(config)  # Same params as the train model.
+    model = init_model.clone(render_frames=visual_render_frames(config))
+    inputs_fn, terms_fn = visual_inputs, visual_terms
     fields = ("video",)
     size = config.data.frame_size
     example = jnp.zeros((1, config.data.num_frames, size, size, 1), jnp.uint8)
@@ -162,7 +188,7 @@ def make_spec(config: ml_collections.ConfigDict, name: str, *,
   seed = config.seed + (1 if name == "acoustic" else 2)
 
   def init_fn():
-    params = model.init(jax.random.PRNGKey(seed), example)["params"]
+    params = init_model.init(jax.random.PRNGKey(seed), example)["params"]
     return state_lib.create_train_state({name: params}, {name: optimizer})
 
   step_fn = functools.partial(
