@@ -244,6 +244,11 @@ def _fourier_matrices(size, taps):
   return np.stack(a_columns, 1), np.stack(g_rows), np.stack(b_rows)
 
 
+def _fourier_windows(out_length, taps, size):
+  """Overlap-save windows of `size` samples for `out_length` outputs."""
+  return -(-out_length // (size - taps + 1))
+
+
 def _fourier_stride1(x, kernel, size=FOURIER_SIZE):
   """`_conv_stride1` by overlap-save DFTs of `size` samples (see
   `_fourier_matrices`): 1.8 channel-mixing products per output for 7 taps
@@ -258,7 +263,7 @@ def _fourier_stride1(x, kernel, size=FOURIER_SIZE):
   out_length = length - taps + 1
   a_t, g, b_t = (m.astype(np.float32) for m in _fourier_matrices(size, taps))
   tile, points = a_t.shape[0], g.shape[0]
-  tiles = -(-out_length // tile)
+  tiles = _fourier_windows(out_length, taps, size)
   # Window j = block j plus the first taps - 1 samples of block j + 1.
   x = jnp.pad(x, ((0, 0), (0, (tiles + 1) * tile - length), (0, 0)))
   blocks = x.reshape(batch, tiles + 1, tile, in_channels)
@@ -283,9 +288,9 @@ def _stride1(x, kernel, winograd, fourier=False):
   """The stride-1 correlation: Winograd where it pays (wide, few taps);
   with `fourier`, overlap-save DFTs on wide layers with enough windows."""
   taps = kernel.shape[0]
-  if (fourier and _wide(kernel) and
-      x.shape[0] * -(-(x.shape[1] - taps + 1) // (FOURIER_SIZE - taps + 1))
-      >= FOURIER_MIN_WINDOWS and FOURIER_SIZE >= 2 * taps - 2):
+  if (fourier and _wide(kernel) and FOURIER_SIZE >= 2 * taps - 2 and
+      x.shape[0] * _fourier_windows(x.shape[1] - taps + 1, taps, FOURIER_SIZE)
+      >= FOURIER_MIN_WINDOWS):
     return _fourier_stride1(x, kernel)
   if (winograd and _wide(kernel)
       and WINOGRAD_TILE + taps - 2 <= len(_WINOGRAD_POINTS)):
