@@ -1,5 +1,7 @@
 """Tests for wavegan_jax.models.conv: the fast forms equal the lax reference."""
 
+import re
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -297,7 +299,9 @@ def test_fourier_only_on_wide_layers_with_enough_windows(monkeypatch):
   original = conv._fourier_stride1
   monkeypatch.setattr(conv, "_fourier_stride1",
                       lambda x, k: calls.append(x.shape) or original(x, k))
-  wide = _random_inputs(16, 128, 128, 25, seed=22)  # 2 x 1 window
+  # 2 x 3 windows transposed (70 positions: not kernel-bound, so the
+  # forward keeps the polyphase form), 2 x 1 window strided.
+  wide = _random_inputs(70, 128, 128, 25, seed=22)
   narrow = _random_inputs(400, 4, 4, 25, seed=22)
   for fn in (conv.conv1d, conv.conv_transpose1d):
     for x, kernel in (wide, narrow):
@@ -308,3 +312,72 @@ def test_fourier_only_on_wide_layers_with_enough_windows(monkeypatch):
   jax.eval_shape(lambda a, b: conv.conv_transpose1d(
       a, b, 4, "SAME", fourier=True), *wide)
   assert len(calls) == 1
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("case", CASES)
+def test_taps_matmul_transpose_matches_reference(case, padding):
+  length, cin, cout, size, stride = case
+  x, kernel = _random_inputs(length, cin, cout, size, seed=31)
+  pad_left, pad_total = conv._transpose_padding(size, stride, padding)
+  out_length = (length - 1) * stride + 1 + pad_total - size + 1
+  actual = conv._taps_matmul_transpose(x, kernel, stride, pad_left,
+                                       out_length)
+  expected = conv.conv_transpose1d_reference(x, kernel, stride, padding)
+  assert actual.shape == expected.shape
+  assert _relative_error(actual, expected) < 2e-6
+
+
+# (length, in_channels, out_channels): batch 2 x 8 positions <= 16 input
+# channels (kernel-bound); stride 4 x 1 output channel (narrow); neither.
+KERNEL_BOUND, NARROW, NEITHER = (8, 16, 3), (40, 3, 1), (40, 3, 2)
+
+
+@pytest.fixture
+def taps_calls(monkeypatch):
+  calls = []
+  original = conv._taps_matmul_transpose
+  monkeypatch.setattr(
+      conv, "_taps_matmul_transpose",
+      lambda x, *args: calls.append(x.shape) or original(x, *args))
+  return calls
+
+
+@pytest.mark.parametrize("impl", ["fast", "winograd", "fourier"])
+def test_taps_forward_where_the_kernel_or_narrow_output_dominates(
+    impl, taps_calls):
+  fn = conv._select(impl, conv.conv_transpose1d,
+                    conv.conv_transpose1d_reference)
+  for shape, expected_calls in ((KERNEL_BOUND, 1), (NARROW, 2),
+                                (NEITHER, 2)):
+    x, kernel = _random_inputs(*shape, 25, seed=32)
+    y = fn(x, kernel, 4, "SAME")
+    assert len(taps_calls) == expected_calls
+    expected = conv.conv_transpose1d_reference(x, kernel, 4, "SAME")
+    assert _relative_error(y, expected) < 2e-6
+
+
+def _compiled_ops(fn, *args):
+  """(convolutions, dots) in the optimised HLO of jit(fn)(*args)."""
+  text = jax.jit(fn).lower(*args).compile().as_text()
+  return (len(re.findall(r" convolution\(", text)),
+          len(re.findall(r" dot\(", text)))
+
+
+@pytest.mark.parametrize("shape", [KERNEL_BOUND, NARROW])
+def test_taps_forward_gradients_are_the_polyphase_forms(shape):
+  """Differentiated, the layer runs the polyphase form (three stride-1
+  convolutions, no per-tap matmul), and values and gradients (first and
+  second order) equal the reference's."""
+  x, kernel = _random_inputs(*shape, 25, seed=33)
+  loss = lambda a, b: jnp.sum(conv.conv_transpose1d(a, b, 4, "SAME") ** 2)
+  assert _compiled_ops(loss, x, kernel) == (0, 1)
+  assert _compiled_ops(jax.grad(loss, argnums=(0, 1)), x, kernel) == (3, 0)
+  actual = _value_and_grads(conv.conv_transpose1d, x, kernel, 4, "SAME", 34)
+  expected = _value_and_grads(conv.conv_transpose1d_reference, x, kernel, 4,
+                              "SAME", 34)
+  for a, b in zip(actual, expected):
+    assert _relative_error(a, b) < 2e-6
+  for a, b in zip(_penalty_grads(conv.conv_transpose1d, x, kernel),
+                  _penalty_grads(conv.conv_transpose1d_reference, x, kernel)):
+    assert _relative_error(a, b) < 1e-5

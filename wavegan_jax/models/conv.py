@@ -24,7 +24,7 @@ reshaping of the signal, with the kernel rearranged to match:
     [T, Cin, s*Cout] (T about ceil(K/s) taps); the phases then interleave.
 
 The forward pass and both autodiff gradients are then stride-1 convolutions
-(plus pads, reshapes and a small kernel gather), which XLA:CPU runs fast.
+(plus pads, reshapes and static kernel slices), which XLA:CPU runs fast.
 The result equals `jax.lax.conv_general_dilated` / `jax.lax.conv_transpose`
 with the same padding string, up to float rounding; the reference forms are
 kept as `conv1d_reference` / `conv_transpose1d_reference` and selectable with
@@ -60,6 +60,19 @@ windows (batch x windows per example) and both channel counts >=
 WINOGRAD_MIN_CHANNELS; the others keep Winograd (wide) or the direct
 convolution. At d=64, batch 16 that is the generator's third and fourth
 layers and the discriminator's second and third.
+
+Per-tap forward (every impl but 'reference', inference only): the polyphase
+form rearranges the kernel into [T, Cin, s*Cout] on every call (a copy of
+the whole kernel), and Winograd then transforms it. In WaveGAN's first generator layer at
+batch 16 (16 positions, a 1024 x 512 x 25 kernel) that was ~70 ms of
+copies around a ~40 ms matmul. There, and in a last layer with stride x
+Cout <= 4 outputs per position, conv_transpose1d's forward is instead one
+matmul of x with the kernel as stored ([B, L, K, Cout] products) and an
+overlap-add of ceil(K/s) shifted slices (`_taps_matmul_transpose`). Under
+reverse-mode autodiff the polyphase form runs instead, forward and
+backward (`_taps_forward`): the backward needs the rearranged kernel anyway.
+Forward-mode autodiff (jvp) of such a layer is not supported, as for every
+stride-1 correlation here (`_conv_stride1`).
 """
 
 import functools
@@ -83,6 +96,9 @@ FOURIER_SIZE = 32  # samples per overlap-save window
 # a / taps times the kernel's size, costs more memory traffic than the
 # products save (WaveGAN's first, short layers).
 FOURIER_MIN_WINDOWS = 128
+# conv_transpose1d's forward as per-tap matmuls where stride x out_channels
+# is at most this (see `_use_taps_forward`).
+TAPS_MAX_PHASE_CHANNELS = 4
 
 
 def _check_args(x, kernel, stride, padding, name):
@@ -311,12 +327,6 @@ def _pad_or_crop(x, left, right):
   return x
 
 
-def _gather_taps(kernel, index):
-  """kernel[index] with index == kernel_size meaning a zero tap."""
-  zero_tap = jnp.zeros((1,) + kernel.shape[1:], kernel.dtype)
-  return jnp.concatenate([kernel, zero_tap], axis=0)[index]
-
-
 def conv1d_reference(x, kernel, stride=1, padding="SAME"):
   """The plain lax strided convolution (slow gradients on XLA:CPU).
 
@@ -395,11 +405,12 @@ def conv1d(x, kernel, stride=1, padding="SAME", winograd=False,
   span = stride * (out_length + taps - 1)
   x = _pad_or_crop(x, pad_left, span - length - pad_left)
   x = x.reshape(x.shape[0], out_length + taps - 1, stride * in_channels)
-  # Tap j = s*m + r of the kernel moves to tap m, channel block r.
-  index = np.arange(taps * stride)
-  index[index >= size] = size
-  kernel = _gather_taps(kernel, index).reshape(
-      taps, stride * in_channels, out_channels)
+  # Tap j = s*m + r of the kernel moves to tap m, channel block r: zero
+  # taps up to a multiple of s, then a reshape. (Static pads and slices, not
+  # a gather: XLA:CPU ran the gather, and its scatter-add gradient, at a
+  # fraction of the copy rate.)
+  kernel = jnp.pad(kernel, ((0, taps * stride - size), (0, 0), (0, 0)))
+  kernel = kernel.reshape(taps, stride * in_channels, out_channels)
   return _stride1(x, kernel, winograd, fourier)
 
 
@@ -440,10 +451,21 @@ def conv_transpose1d(x, kernel, stride=1, padding="SAME", winograd=False,
     [batch, out_length, out_channels].
   """
   padding = _check_args(x, kernel, stride, padding, "conv_transpose1d")
-  batch, length = x.shape[0], x.shape[1]
-  size, in_channels, out_channels = kernel.shape
+  length, size = x.shape[1], kernel.shape[0]
   pad_left, pad_total = _transpose_padding(size, stride, padding)
   out_length = (length - 1) * stride + 1 + pad_total - size + 1
+  if _use_taps_forward(x, kernel, stride):
+    return _taps_forward(x, kernel, stride, pad_left, out_length, winograd,
+                         fourier)
+  return _polyphase_transpose(x, kernel, stride, pad_left, out_length,
+                              winograd, fourier)
+
+
+def _polyphase_transpose(x, kernel, stride, pad_left, out_length, winograd,
+                         fourier):
+  """conv_transpose1d's stride-1 polyphase form (see its docstring)."""
+  batch, length = x.shape[0], x.shape[1]
+  size, in_channels, out_channels = kernel.shape
   phase_length = -(-out_length // stride)
   # Phase r: first tap c_r = (a - r) mod s reads x[q + e_r], e_r integer.
   first_tap = [(pad_left - r) % stride for r in range(stride)]
@@ -451,21 +473,91 @@ def conv_transpose1d(x, kernel, stride=1, padding="SAME", winograd=False,
   start = min(offset)
   taps = max(offset[r] - start + -(-(size - first_tap[r]) // stride)
              for r in range(stride))
-  # Combined kernel tap t of phase r is original tap s*(t - shift_r) + c_r.
-  index = np.full((taps, stride), size)
+  # Phase r: kernel taps c_r, c_r + s, ... at combined taps from
+  # offset[r] - start on, zeros around them; the phases side by side in
+  # the output channels.
+  phases = []
   for r in range(stride):
-    for t in range(taps):
-      j = stride * (t - (offset[r] - start)) + first_tap[r]
-      if 0 <= j < size:
-        index[t, r] = j
-  kernel = _gather_taps(kernel, index)  # [taps, s, Cin, Cout]
-  kernel = kernel.transpose(0, 2, 1, 3).reshape(
+    part = kernel[first_tap[r]::stride]
+    before = offset[r] - start
+    phases.append(jnp.pad(part, ((before, taps - before - part.shape[0]),
+                                 (0, 0), (0, 0))))
+  kernel = jnp.stack(phases, axis=2).reshape(
       taps, in_channels, stride * out_channels)
   # x[q + start + t] for q < phase_length, t < taps; zeros off the ends.
   x = _pad_or_crop(x, -start, phase_length + taps - 1 + start - length)
   y = _stride1(x, kernel, winograd, fourier)  # [B, phase_length, s*Cout]
   y = y.reshape(batch, phase_length * stride, out_channels)
   return y[:, :out_length]
+
+
+def _taps_matmul_transpose(x, kernel, stride, pad_left, out_length):
+  """conv_transpose1d as one matmul per kernel tap, then overlap-add.
+
+  x[i] @ kernel[j] lands on output sample stride*i + pad_left - j; the
+  matmul reads the kernel as it is stored (no rearranged or transformed
+  copy), and the overlap-add sums ceil(K / stride) shifted slices.
+  """
+  batch, length, _ = x.shape
+  size, _, out_channels = kernel.shape
+  groups = -(-size // stride)
+  # Taps flipped (j' = size - 1 - j), so that x[i] @ kernel[j] lands on
+  # stride * i + j' of the accumulator, j' = stride * m + c: block i + m,
+  # phase c.
+  y = jnp.einsum("bli,jio->bljo", x, kernel)[:, :, ::-1]
+  y = jnp.pad(y, ((0, 0), (0, 0), (0, groups * stride - size), (0, 0)))
+  y = y.reshape(batch, length, groups, stride, out_channels)
+  acc = sum(jnp.pad(y[:, :, m], ((0, 0), (m, groups - 1 - m), (0, 0),
+                                 (0, 0)))
+            for m in range(groups))
+  acc = acc.reshape(batch, (length + groups - 1) * stride, out_channels)
+  start = size - 1 - pad_left
+  return _pad_or_crop(acc, -start, out_length + start - acc.shape[1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _taps_forward(x, kernel, stride, pad_left, out_length, winograd, fourier):
+  """`_taps_matmul_transpose` where nothing differentiates it; under
+  reverse-mode autodiff the polyphase form, forward and gradients.
+
+  In a train step the backward rearranges the kernel anyway, so the
+  forward shares that copy; per-tap matmuls pay only in inference.
+  """
+  return _taps_matmul_transpose(x, kernel, stride, pad_left, out_length)
+
+
+def _taps_forward_fwd(x, kernel, stride, pad_left, out_length, winograd,
+                      fourier):
+  return (_polyphase_transpose(x, kernel, stride, pad_left, out_length,
+                               winograd, fourier), (x, kernel))
+
+
+def _taps_forward_bwd(stride, pad_left, out_length, winograd, fourier,
+                      residuals, grad_y):
+  _, vjp = jax.vjp(
+      lambda x, kernel: _polyphase_transpose(
+          x, kernel, stride, pad_left, out_length, winograd, fourier),
+      *residuals)
+  return vjp(grad_y)
+
+
+_taps_forward.defvjp(_taps_forward_fwd, _taps_forward_bwd)
+
+def _use_taps_forward(x, kernel, stride):
+  """Whether conv_transpose1d's forward runs as per-tap matmuls.
+
+  Where the kernel outweighs the activations (batch x length <= in
+  channels: the per-tap products [B, L, K, Cout] are no larger than the
+  kernel that the polyphase form copies into its layout and, for Winograd,
+  transforms on every call), or where the polyphase correlation would have
+  at most TAPS_MAX_PHASE_CHANNELS output channels (stride x Cout: a
+  generator's last layer, where a convolution with so few outputs runs far
+  below the matmul rate).
+  """
+  batch, length, in_channels = x.shape
+  out_channels = kernel.shape[2]
+  return (batch * length <= in_channels
+          or stride * out_channels <= TAPS_MAX_PHASE_CHANNELS)
 
 
 def _select(impl, fast, reference):
