@@ -63,14 +63,15 @@ layers and the discriminator's second and third.
 
 Per-tap forward (every impl but 'reference', inference only): the polyphase
 form rearranges the kernel into [T, Cin, s*Cout] on every call (a copy of
-the whole kernel), and Winograd then transforms it. In WaveGAN's first generator layer at
-batch 16 (16 positions, a 1024 x 512 x 25 kernel) that was ~70 ms of
-copies around a ~40 ms matmul. There, and in a last layer with stride x
-Cout <= 4 outputs per position, conv_transpose1d's forward is instead one
-matmul of x with the kernel as stored ([B, L, K, Cout] products) and an
-overlap-add of ceil(K/s) shifted slices (`_taps_matmul_transpose`). Under
-reverse-mode autodiff the polyphase form runs instead, forward and
-backward (`_taps_forward`): the backward needs the rearranged kernel anyway.
+the whole kernel), and Winograd then transforms it. In WaveGAN's first
+generator layer at batch 16 (16 positions, a 1024 x 512 x 25 kernel) that
+was ~70 ms of copies around a ~40 ms matmul. There, and in a last layer
+with stride x Cout <= 4 outputs per position, conv_transpose1d's forward
+is instead one matmul of x with the kernel as stored ([B, L, K, Cout]
+products) and an overlap-add of ceil(K/s) shifted slices
+(`_taps_matmul_transpose`). Under reverse-mode autodiff the polyphase form
+runs instead, forward and backward (`_taps_forward`): the backward needs
+the rearranged kernel anyway.
 Forward-mode autodiff (jvp) of such a layer is not supported, as for every
 stride-1 correlation here (`_conv_stride1`).
 """
@@ -528,20 +529,18 @@ def _taps_forward(x, kernel, stride, pad_left, out_length, winograd, fourier):
 
 def _taps_forward_fwd(x, kernel, stride, pad_left, out_length, winograd,
                       fourier):
-  return (_polyphase_transpose(x, kernel, stride, pad_left, out_length,
-                               winograd, fourier), (x, kernel))
+  # The polyphase form's output and its vjp function (the residual).
+  return jax.vjp(lambda x, kernel: _polyphase_transpose(
+      x, kernel, stride, pad_left, out_length, winograd, fourier), x, kernel)
 
 
 def _taps_forward_bwd(stride, pad_left, out_length, winograd, fourier,
-                      residuals, grad_y):
-  _, vjp = jax.vjp(
-      lambda x, kernel: _polyphase_transpose(
-          x, kernel, stride, pad_left, out_length, winograd, fourier),
-      *residuals)
-  return vjp(grad_y)
+                      polyphase_vjp, grad_y):
+  return polyphase_vjp(grad_y)
 
 
 _taps_forward.defvjp(_taps_forward_fwd, _taps_forward_bwd)
+
 
 def _use_taps_forward(x, kernel, stride):
   """Whether conv_transpose1d's forward runs as per-tap matmuls.
