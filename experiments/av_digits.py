@@ -108,9 +108,12 @@ def _base_config():
   # quality.md run 14).
   # A checkpoint every 1000 steps, not 500: each cost ~2.3 s of training
   # time here (a 36 MB state); a preemption signal still saves at once.
+  # encoder_learning_rate_scale: under 'joint', the encoders' learning rate
+  # as a multiple of the generator's (they start trained).
   config.generator.train = dict(num_steps=9000, learning_rate=1e-3,
                                 grad_clip_norm=0.0, schedule="cosine",
-                                ema_decay=0.0, checkpoint_every=1000)
+                                ema_decay=0.0, checkpoint_every=1000,
+                                encoder_learning_rate_scale=1.0)
   # Under 'joint', encoder parameter groups kept as their stage exported
   # them, '<encoder>/<name prefix>'. Freezing the visual CNN
   # ('visual/conv_layers', 'visual/feature_projection') makes the step 1.5x

@@ -392,3 +392,34 @@ def test_frame_budget_steps_ran_and_train_like_full_steps(
   for path, want in full_steps:
     np.testing.assert_allclose(budget_steps[path], want, rtol=1e-4,
                                atol=1e-5, err_msg=str(path))
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3])
+def test_joint_encoders_step_at_the_scaled_learning_rate(scale):
+  config = tiny_config(**{
+      "generator.train.encoder_learning_rate_scale": scale})
+  train_config = stage_runner.stage_train_config(config, "generator")
+  encoder_train = av_generator.encoder_train_config(train_config)
+  assert encoder_train.learning_rate == pytest.approx(
+      train_config.learning_rate * scale)
+  params = {"w": np.ones(3, np.float32)}
+  grads = {"w": np.array([2.0, -0.5, 1e-3], np.float32)}
+  updates = {}
+  for name, tc in (("generator", train_config), ("encoder", encoder_train)):
+    optimizer = stage_runner.optimizer_from(tc)
+    updates[name], _ = optimizer.update(grads, optimizer.init(params), params)
+  # Adam's first update is -lr * g / (|g| + eps): the ratio is the scale.
+  np.testing.assert_allclose(np.asarray(updates["encoder"]["w"]),
+                             scale * np.asarray(updates["generator"]["w"]),
+                             rtol=1e-6)
+  assert np.all(np.asarray(updates["generator"]["w"]) != 0)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_encoder_learning_rate_scale_is_named(scale):
+  config = tiny_config(**{
+      "generator.train.encoder_learning_rate_scale": scale})
+  train_config = stage_runner.stage_train_config(config, "generator")
+  with pytest.raises(stage_runner.UserFacingError,
+                     match="encoder_learning_rate_scale must be a positive"):
+    av_generator.encoder_train_config(train_config)

@@ -6,7 +6,9 @@ mismatching export fails naming the parameter and both shapes.
   strategy 'separate' (default): the encoders are constants closed over by
     the step, outside the train state and the optimizers.
   strategy 'joint': they are models of the train state ('acoustic',
-    'visual'), fine-tuned by the generator's objective with their own Adam.
+    'visual'), fine-tuned by the generator's objective with their own Adam
+    (learning rate: the generator's times
+    `generator.train.encoder_learning_rate_scale`).
     `generator.joint_frozen` keeps chosen encoder parameters as exported
     ('visual/conv_layers' holds every visual CNN level): no gradient is
     computed for them and their updates are zero.
@@ -170,6 +172,27 @@ def joint_frozen_mask(config, encoder_params) -> dict:
           for name in ENCODERS}
 
 
+def encoder_train_config(train_config):
+  """The train config of the encoders fine-tuned under 'joint'.
+
+  Their learning rate (and schedule) is the generator's times
+  `encoder_learning_rate_scale` (1 when absent): the encoders start trained,
+  the generator from scratch.
+
+  Raises:
+    UserFacingError: for a scale that is not a positive number.
+  """
+  scale = train_config.get("encoder_learning_rate_scale", 1.0)
+  if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+      scale > 0 and np.isfinite(scale)):
+    raise stage_runner.UserFacingError(
+        "generator.train.encoder_learning_rate_scale must be a positive "
+        f"number, got {scale!r}")
+  encoder_train = ml_collections.ConfigDict(train_config.to_dict())
+  encoder_train.learning_rate = float(train_config.learning_rate) * scale
+  return encoder_train
+
+
 def _freeze(params, mask):
   """`params` with the gradient stopped where `mask` is True."""
   return jax.tree.map(
@@ -294,8 +317,9 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   optimizers["discriminator"] = stage_runner.optimizer_from(d_train)
   frozen_mask = joint_frozen_mask(config, encoder_params) if joint else None
   if joint:
+    encoder_train = encoder_train_config(train_config)
     for name in ENCODERS:
-      optimizers[name] = stage_runner.optimizer_from(train_config)
+      optimizers[name] = stage_runner.optimizer_from(encoder_train)
       if any(jax.tree.leaves(frozen_mask[name])):
         # Zero updates, so that weight decay does not move them either.
         optimizers[name] = optax.chain(
