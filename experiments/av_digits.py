@@ -102,15 +102,18 @@ def _base_config():
   # No gradient clipping: with clipping at 1.0 the spikes of the log-magnitude
   # gradient (norms of 100-500) shrank every update and even a generator
   # given the digit label learned no digit (experiments/quality.md).
-  # 9000 joint steps fill the hour with the first two stages (~9 min); the
-  # cosine decay lands the last steps at a small learning rate.
+  # 12000 joint steps: 45.7 min for the whole run on an AVX-512 host, and
+  # digit 0.96-0.98, FAD / floor 2.65-2.84 where 9000 gave 0.93-0.95 and
+  # ~3.1 (quality.md runs 26-28); on the AVX2 hosts of sessions 10-17 the
+  # run would take ~71 min. The cosine decay lands the last steps at a small
+  # learning rate.
   # ema_decay: an EMA of the trained weights for the export (0: off; see
   # quality.md run 14).
   # A checkpoint every 1000 steps, not 500: each cost ~2.3 s of training
   # time here (a 36 MB state); a preemption signal still saves at once.
   # encoder_learning_rate_scale: under 'joint', the encoders' learning rate
   # as a multiple of the generator's (they start trained).
-  config.generator.train = dict(num_steps=9000, learning_rate=1e-3,
+  config.generator.train = dict(num_steps=12000, learning_rate=1e-3,
                                 grad_clip_norm=0.0, schedule="cosine",
                                 ema_decay=0.0, checkpoint_every=1000,
                                 encoder_learning_rate_scale=1.0)

@@ -46,6 +46,8 @@ def get_config(arg=None):
   # per step) in place of the paper's 5 critic updates: in an hour on this
   # CPU, 4x the generator updates; IS 0.41 -> 0.52 of real (quality.md).
   config.train.d_learning_rate = 3e-4
+  # 'constant' or 'cosine' (both networks' rates decay to 0 at num_steps).
+  config.train.schedule = "constant"
   # ema_decay > 0: the export holds an exponential moving average of the
   # generator's weights. 0.999 gave IS 3.63 against the last weights' 3.72
   # in the same run (quality.md, WaveGAN run 13), so it is off.
@@ -59,7 +61,10 @@ def get_config(arg=None):
                               post_proc_filter_len=0)
   config.wavegan.discriminator = dict(dim=16, phaseshuffle_rad=2)
   config.wavegan.latent_dim = 100
-  config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0)
+  # gp_examples: the gradient penalty on this many of each critic update's
+  # pairs (0: all of them).
+  config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0,
+                                    gp_examples=0)
   config.wavegan.train = {}
 
   if variant == "paper":

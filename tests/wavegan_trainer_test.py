@@ -3,10 +3,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from experiments import wavegan as wavegan_config
+from wavegan_jax import losses
+from wavegan_jax.training import gan
 from wavegan_jax.training import stage_runner
+from wavegan_jax.training import state as state_lib
 from wavegan_jax.training import wavegan_trainer
 
 
@@ -123,3 +127,76 @@ def test_bad_ema_decay_is_named(decay):
                      match=rf"train.ema_decay must be in \[0, 1\).*got "
                      rf"{decay}"):
     wavegan_trainer.make_spec(config)
+
+
+def _tanh_critic(d_params, waveform, condition, rng):
+  del condition, rng
+  return jnp.sum(jnp.tanh(waveform[..., 0] * d_params["w"]), axis=-1)
+
+
+@pytest.mark.parametrize("gp_examples", [None, 1, 3])
+def test_gradient_penalty_on_a_subset_is_the_penalty_of_those_pairs(
+    gp_examples):
+  # The critic update's penalty is exactly the reference penalty of the
+  # first gp_examples pairs, interpolated with the update's own key.
+  real = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 1))
+  fake = jax.random.normal(jax.random.PRNGKey(2), (4, 16, 1))
+  d_params = {"w": jnp.linspace(0.5, 2.0, 16)}
+  optimizer = optax.sgd(0.1)
+  state = state_lib.create_train_state({"discriminator": d_params},
+                                       {"discriminator": optimizer})
+  rng = jax.random.PRNGKey(3)
+  _, metrics = gan.discriminator_update(
+      state, _tanh_critic, real, fake, None, rng, kind="wgan-gp",
+      gp_weight=10.0, optimizer=optimizer, gp_examples=gp_examples)
+  gp_rng = jax.random.split(rng, 4)[2]
+  count = 4 if gp_examples is None else gp_examples
+  want = losses.gradient_penalty(
+      lambda x: _tanh_critic(d_params, x, None, None), real[:count],
+      fake[:count], gp_rng)
+  np.testing.assert_allclose(metrics["gradient_penalty"], want, rtol=1e-6)
+  wasserstein = (jnp.mean(_tanh_critic(d_params, fake, None, None))
+                 - jnp.mean(_tanh_critic(d_params, real, None, None)))
+  np.testing.assert_allclose(metrics["d_loss"], wasserstein + 10.0 * want,
+                             rtol=1e-5)
+
+
+def test_gradient_penalty_subset_cuts_the_critic_update_flops():
+  config = wavegan_config.get_config("tiny").unlock()
+  config.train.batch_size = 4
+  config.wavegan.adversarial.d_steps = 1
+  batch = _random_audio_batch(config, 0)
+
+  def step_flops(gp_examples):
+    config.wavegan.adversarial.gp_examples = gp_examples
+    spec = wavegan_trainer.make_spec(config)
+    compiled = jax.jit(spec.step_fn).lower(
+        spec.init_fn(), batch, jax.random.PRNGKey(0)).compile()
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):  # Older jax: one dict per program.
+      analysis = analysis[0]
+    return analysis["flops"]
+
+  full, all_four, one = step_flops(0), step_flops(4), step_flops(1)
+  assert full == all_four  # 0 and the whole batch are the same program.
+  assert one < 0.9 * full
+
+
+@pytest.mark.parametrize("gp_examples", [-1, 5, True])
+def test_bad_gp_examples_is_named(gp_examples):
+  config = wavegan_config.get_config("tiny").unlock()
+  config.train.batch_size = 4
+  config.wavegan.adversarial.gp_examples = gp_examples
+  with pytest.raises(stage_runner.UserFacingError,
+                     match=r"wavegan.adversarial.gp_examples must be an int "
+                     rf"in \[0, 4\].*got {gp_examples}"):
+    wavegan_trainer.make_spec(config)
+
+
+def test_discriminator_updates_rejects_a_gp_subset_larger_than_an_update():
+  with pytest.raises(ValueError, match=r"gp_examples must be an int in "
+                     r"\[1, 2\].*got 3"):
+    gan.discriminator_updates(
+        {}, _tanh_critic, jnp.zeros((4, 16, 1)), None, None,
+        jax.random.PRNGKey(0), num_updates=2, kind="wgan-gp", gp_weight=10.0,
+        optimizer=optax.sgd(0.1), gp_examples=3)

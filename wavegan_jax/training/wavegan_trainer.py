@@ -44,7 +44,8 @@ def sample_latents(rng, batch_size, latent_dim):
 
 
 def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
-          d_optimizer, latent_dim, kind, d_steps, gp_weight, ema_decay):
+          d_optimizer, latent_dim, kind, d_steps, gp_weight, gp_examples,
+          ema_decay):
   real = batch["audio"]
   d_rng, g_rng, g_shuffle_rng = jax.random.split(rng, 3)
 
@@ -60,7 +61,8 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
 
   state, d_metrics = gan.discriminator_updates(
       state, critic, real, None, fake_fn, d_rng, num_updates=d_steps,
-      kind=kind, gp_weight=gp_weight, optimizer=d_optimizer)
+      kind=kind, gp_weight=gp_weight, optimizer=d_optimizer,
+      gp_examples=gp_examples)
 
   z = sample_latents(g_rng, real.shape[0] // d_steps, latent_dim)
   d_params = state["params"]["discriminator"]
@@ -84,6 +86,23 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
   metrics["is_finite"] = jnp.all(jnp.stack(
       [jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
   return state, metrics
+
+
+def gp_examples_from(adversarial, batch_size: int):
+  """The critic update's gradient-penalty subset size; None for all.
+
+  `adversarial.gp_examples` 0 (or absent) means the whole per-update batch.
+
+  Raises:
+    UserFacingError: unless it is an int in [0, batch_size].
+  """
+  count = adversarial.get("gp_examples", 0)
+  if (isinstance(count, bool) or not isinstance(count, int)
+      or not 0 <= count <= batch_size):
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.gp_examples must be an int in [0, "
+        f"{batch_size}] (train.batch_size; 0: all), got {count!r}")
+  return None if count in (0, batch_size) else count
 
 
 def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
@@ -114,12 +133,13 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
     raise stage_runner.UserFacingError(
         f"wavegan.adversarial.d_steps must be a positive int, got "
         f"{adversarial.d_steps!r}")
+  gp_examples = gp_examples_from(adversarial, train_config.batch_size)
   step_fn = functools.partial(
       _step, generator=generator, discriminator=discriminator,
       g_optimizer=g_optimizer, d_optimizer=d_optimizer,
       latent_dim=latent_dim, kind=adversarial.loss,
       d_steps=adversarial.d_steps, gp_weight=adversarial.gp_weight,
-      ema_decay=ema_decay)
+      gp_examples=gp_examples, ema_decay=ema_decay)
   folder_manual_dir = (None if manual_dir is None else
                        os.path.join(manual_dir, config.data.folder))
   make_batches = stage_runner.host_batches(
