@@ -103,10 +103,10 @@ def _base_config():
   # gradient (norms of 100-500) shrank every update and even a generator
   # given the digit label learned no digit (experiments/quality.md).
   # 12000 joint steps: 45.7 min for the whole run on an AVX-512 host, and
-  # digit 0.96-0.98, FAD / floor 2.65-2.84 where 9000 gave 0.93-0.95 and
-  # ~3.1 (quality.md runs 26-28); on the AVX2 hosts of sessions 10-17 the
-  # run would take ~71 min. The cosine decay lands the last steps at a small
-  # learning rate.
+  # digit 0.96-0.98, FAD / floor 2.65-3.03 (mean 2.84) over three seeds where
+  # 9000 gave means of 0.94 and 3.11 (quality.md runs 26-29); on the AVX2
+  # hosts of sessions 10-17 the run would take ~71 min. The cosine decay
+  # lands the last steps at a small learning rate.
   # ema_decay: an EMA of the trained weights for the export (0: off; see
   # quality.md run 14).
   # A checkpoint every 1000 steps, not 500: each cost ~2.3 s of training
