@@ -48,11 +48,17 @@ def get_config(arg=None):
   config.train.d_learning_rate = 3e-4
   # 'constant' or 'cosine' (both networks' rates decay to 0 at num_steps).
   config.train.schedule = "constant"
+  # With 'cosine': the rates held until this step, then decayed.
+  config.train.decay_start = 0
   # ema_decay > 0: the export holds an exponential moving average of the
   # generator's weights. 0.999 gave IS 3.63 against the last weights' 3.72
   # in the same run (quality.md, WaveGAN run 13), so it is off.
   config.train.ema_decay = 0.0
   config.train.log_every = 50
+  # Preview audio and spectrogram images for TensorBoard; written every 50
+  # steps (log_every) they cost up to 13% of the steps per second
+  # (quality.md, WaveGAN run 18).
+  config.train.summary_every = 1000
   config.train.checkpoint_every = 500
   config.train.keep_checkpoints = 2
 
@@ -63,8 +69,11 @@ def get_config(arg=None):
   config.wavegan.latent_dim = 100
   # gp_examples: the gradient penalty on this many of each critic update's
   # pairs (0: all of them).
+  # simultaneous: both networks' updates from one backward pass of the
+  # critic loss (wgan-gp, d_steps=1), the generator against the critic
+  # before its update; False: alternating, as the paper.
   config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0,
-                                    gp_examples=0)
+                                    gp_examples=0, simultaneous=False)
   config.wavegan.train = {}
 
   if variant == "paper":

@@ -21,6 +21,7 @@ from experiments import wavegan as wavegan_config
 from tests.conftest import assert_trees_equal
 from tests.conftest import load_launch_script
 from wavegan_jax.evaluation import evaluate
+from wavegan_jax.evaluation import metrics as metrics_lib
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
@@ -170,12 +171,41 @@ def test_wavegan_workdir_reports_inception_and_diversity(
   assert written["inception_splits"] == 10
   for key in ("inception_score", "real_inception_score"):
     assert 1.0 - 1e-9 <= written[key] <= 10.0
+  # Fewer generated clips than real ones: the matched score is the same.
+  assert written["inception_score_matched_examples"] == 12
+  assert written["inception_score_matched"] == written["inception_score"]
   for key in ("nn_train_distance", "nn_self_distance",
               "real_nn_train_distance", "real_nn_self_distance"):
     assert np.isfinite(written[key]) and written[key] >= 0.0, key
   report = (workdir / "eval" / "report.md").read_text()
   for link in re.findall(r"\]\(([^)]+)\)", report):
     assert (workdir / "eval" / link).is_file(), link
+
+
+def test_wavegan_matched_inception_scores_as_many_clips_as_real(
+    trained, tmp_path, manual_dir, monkeypatch):
+  runs, data_dir = trained
+  workdir = tmp_path / "wavegan"
+  trainer.train_and_evaluate(wavegan_config.get_config("tiny"),
+                             str(workdir), manual_dir=str(manual_dir),
+                             data_dir=str(data_dir))
+  scored = []
+  inception_score = metrics_lib.inception_score
+
+  def recording_inception_score(probabilities, num_splits):
+    scored.append((len(probabilities), num_splits))
+    return inception_score(probabilities, num_splits)
+
+  monkeypatch.setattr(metrics_lib, "inception_score",
+                      recording_inception_score)
+  results = evaluate.evaluate(str(workdir), num_examples=320,
+                              judges_workdir=str(runs / "judges"),
+                              manual_dir=str(manual_dir),
+                              data_dir=str(data_dir), batch_size=64)
+  # Generated, real, then the first 300 generated in the real's 10 splits.
+  assert scored == [(320, 10), (300, 10), (300, 10)]
+  assert results["inception_score_matched_examples"] == 300
+  assert 1.0 - 1e-9 <= results["inception_score_matched"] <= 10.0
 
 
 def test_fit_to_resamples_and_crops():

@@ -112,18 +112,42 @@ def test_apply_gradients_jits_and_differentiates_a_gan_like_step():
                              [[0.47, 0.47]], rtol=1e-4)
 
 
-def test_make_optimizer_warmup_then_cosine_learning_rate():
-  optimizer = state_lib.make_optimizer(1.0, warmup_steps=2,
-                                       schedule='cosine', total_steps=6)
+def _learning_rates(optimizer, num_steps):
+  """The learning rate of each of num_steps updates."""
   params = {'w': jnp.zeros(2)}
   opt_state = optimizer.init(params)
   rates = []
-  for _ in range(6):
+  for _ in range(num_steps):
     _, opt_state = optimizer.update({'w': jnp.ones(2)}, opt_state, params)
     rates.append(float(state_lib.learning_rate_of(opt_state)))
+  return rates
+
+
+def test_make_optimizer_warmup_then_cosine_learning_rate():
+  optimizer = state_lib.make_optimizer(1.0, warmup_steps=2,
+                                       schedule='cosine', total_steps=6)
   # Warm-up 0, 0.5; then cosine over 4 steps: 1, 0.854, 0.5, 0.146.
-  np.testing.assert_allclose(rates, [0.0, 0.5, 1.0, 0.8535534, 0.5,
-                                     0.1464466], atol=1e-6)
+  np.testing.assert_allclose(_learning_rates(optimizer, 6),
+                             [0.0, 0.5, 1.0, 0.8535534, 0.5, 0.1464466],
+                             atol=1e-6)
+
+
+@pytest.mark.parametrize('warmup_steps, expected', [
+    # Held at 1 for 3 steps, then cosine over 4: 1, 0.854, 0.5, 0.146.
+    (0, [1.0, 1.0, 1.0, 1.0, 0.8535534, 0.5, 0.1464466]),
+    # Warm-up 0, 0.5; held until step 3; then the same cosine.
+    (2, [0.0, 0.5, 1.0, 1.0, 0.8535534, 0.5, 0.1464466]),
+])
+def test_make_optimizer_holds_the_rate_until_decay_start(warmup_steps,
+                                                          expected):
+  optimizer = state_lib.make_optimizer(
+      1.0, warmup_steps=warmup_steps, schedule='cosine', total_steps=7,
+      decay_start=3)
+  np.testing.assert_allclose(_learning_rates(optimizer, 7), expected,
+                             atol=1e-6)
+  with pytest.raises(ValueError, match='> decay_start=7; got total_steps=7'):
+    state_lib.make_optimizer(1.0, schedule='cosine', total_steps=7,
+                             decay_start=7)
 
 
 def test_make_optimizer_weight_decay_and_clip():

@@ -161,23 +161,29 @@ def test_gradient_penalty_on_a_subset_is_the_penalty_of_those_pairs(
                              rtol=1e-5)
 
 
-def test_gradient_penalty_subset_cuts_the_critic_update_flops():
+def _one_update_config():
   config = wavegan_config.get_config("tiny").unlock()
   config.train.batch_size = 4
   config.wavegan.adversarial.d_steps = 1
-  batch = _random_audio_batch(config, 0)
+  return config
 
-  def step_flops(gp_examples):
-    config.wavegan.adversarial.gp_examples = gp_examples
-    spec = wavegan_trainer.make_spec(config)
-    compiled = jax.jit(spec.step_fn).lower(
-        spec.init_fn(), batch, jax.random.PRNGKey(0)).compile()
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, list):  # Older jax: one dict per program.
-      analysis = analysis[0]
-    return analysis["flops"]
 
-  full, all_four, one = step_flops(0), step_flops(4), step_flops(1)
+def _step_flops(config, **adversarial):
+  """XLA's FLOP count of the config's compiled step, with overrides."""
+  config.wavegan.adversarial.update(adversarial)
+  spec = wavegan_trainer.make_spec(config)
+  analysis = jax.jit(spec.step_fn).lower(
+      spec.init_fn(), _random_audio_batch(config, 0),
+      jax.random.PRNGKey(0)).compile().cost_analysis()
+  if isinstance(analysis, list):  # Older jax: one dict per program.
+    analysis = analysis[0]
+  return analysis["flops"]
+
+
+def test_gradient_penalty_subset_cuts_the_critic_update_flops():
+  config = _one_update_config()
+  full, all_four, one = (_step_flops(config, gp_examples=n)
+                         for n in (0, 4, 1))
   assert full == all_four  # 0 and the whole batch are the same program.
   assert one < 0.9 * full
 
@@ -200,3 +206,82 @@ def test_discriminator_updates_rejects_a_gp_subset_larger_than_an_update():
         {}, _tanh_critic, jnp.zeros((4, 16, 1)), None, None,
         jax.random.PRNGKey(0), num_updates=2, kind="wgan-gp", gp_weight=10.0,
         optimizer=optax.sgd(0.1), gp_examples=3)
+
+
+def _tiny_models_and_state(optimizer):
+  config = _one_update_config()
+  generator, discriminator = wavegan_trainer.models(config)
+  g_params = generator.init(jax.random.PRNGKey(1), jnp.zeros((1, 100)))
+  d_params = discriminator.init(jax.random.PRNGKey(2),
+                                jnp.zeros((1, 8192, 1)))
+  state = state_lib.create_train_state(
+      {"generator": g_params["params"], "discriminator": d_params["params"]},
+      {"generator": optimizer, "discriminator": optimizer})
+  return config, generator, discriminator, state
+
+
+@pytest.mark.parametrize("gp_examples", [None, 2])
+def test_simultaneous_step_equals_separate_gradients_at_one_state(
+    gp_examples):
+  # With plain SGD at rate 1 the update is minus the gradient, so the new
+  # weights show each network's gradient. The reference takes them apart:
+  # the critic's from the WGAN-GP loss with stop-gradient fakes, the
+  # generator's from -E[D(G(z))] under the critic before its update.
+  optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
+  config, generator, discriminator, state = _tiny_models_and_state(optimizer)
+  batch = _random_audio_batch(config, 0)
+  rng = jax.random.PRNGKey(5)
+  new_state, metrics = wavegan_trainer._simultaneous_step(
+      state, batch, rng, generator=generator, discriminator=discriminator,
+      g_optimizer=optimizer, d_optimizer=optimizer, latent_dim=100,
+      gp_weight=10.0, gp_examples=gp_examples, ema_decay=None)
+
+  z_rng, real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(rng, 5)
+  z = wavegan_trainer.sample_latents(z_rng, 4, 100)
+  real = batch["audio"]
+  g_params = state["params"]["generator"]
+  d_params = state["params"]["discriminator"]
+  critic = lambda p, x, r: discriminator.apply({"params": p}, x, rng=r)
+  fake = generator.apply({"params": g_params}, z)
+  count = 4 if gp_examples is None else gp_examples
+
+  def d_loss(p):
+    penalty = losses.gradient_penalty(
+        lambda x: critic(p, x, gp_shuffle_rng), real[:count], fake[:count],
+        gp_rng)
+    return (jnp.mean(critic(p, fake, fake_rng))
+            - jnp.mean(critic(p, real, real_rng)) + 10.0 * penalty)
+
+  def g_loss(p):
+    return -jnp.mean(critic(d_params, generator.apply({"params": p}, z),
+                            fake_rng))
+
+  want_d = jax.tree.map(jnp.subtract, d_params, jax.grad(d_loss)(d_params))
+  want_g = jax.tree.map(jnp.subtract, g_params, jax.grad(g_loss)(g_params))
+  for got, want in zip(jax.tree.leaves(new_state["params"]),
+                       jax.tree.leaves({"discriminator": want_d,
+                                        "generator": want_g})):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+  np.testing.assert_allclose(metrics["d_loss"], d_loss(d_params), rtol=1e-5)
+  np.testing.assert_allclose(metrics["g_loss"], g_loss(g_params), rtol=1e-5)
+  assert int(new_state["step"]) == 1
+
+
+def test_simultaneous_step_costs_fewer_flops_than_alternating():
+  config = _one_update_config()
+  # No second generator forward, no critic pass over a second fake batch.
+  assert (_step_flops(config, simultaneous=True)
+          < 0.85 * _step_flops(config, simultaneous=False))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(simultaneous=True, loss="hinge"),
+     r"simultaneous needs loss='wgan-gp' and d_steps=1.*loss='hinge'"),
+    (dict(simultaneous=True, d_steps=5),
+     r"simultaneous needs loss='wgan-gp' and d_steps=1.*d_steps=5"),
+])
+def test_bad_simultaneous_is_named(overrides, message):
+  config = wavegan_config.get_config("tiny").unlock()
+  config.wavegan.adversarial.update(overrides)
+  with pytest.raises(stage_runner.UserFacingError, match=message):
+    wavegan_trainer.make_spec(config)

@@ -9,8 +9,10 @@ Two kinds of workdir (told apart by W/config.json, as the trainer does):
   error, FAD (and its real-train vs real-test floor), inception scores,
   PESQ, STOI and the multi-resolution STFT distance (see `evaluate_av`).
 * Unconditional WaveGAN (a `wavegan` block): the inception score of N
-  generated clips next to the real test clips', and the WaveGAN paper's
-  nearest-neighbour figures in judge-embedding space (`evaluate_wavegan`).
+  generated clips next to the real test clips' (and of as many generated
+  clips as real ones, in as many splits: `inception_score_matched`), and
+  the WaveGAN paper's nearest-neighbour figures in judge-embedding space
+  (`evaluate_wavegan`).
 
 The judges hear 8 kHz audio of their config's clip length (8192 samples):
 audio at another rate is resampled (scipy's polyphase filter) and then
@@ -309,6 +311,13 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
                                           splits)
   real_inception = metrics_lib.inception_score(
       judged_real["digit_probabilities"], splits)
+  # A split's IS grows with its clip count (its marginal is better
+  # estimated), so the real set's few clips per split understate it against
+  # the generated set's many: this one scores as many generated clips as
+  # real ones in as many splits.
+  matched_count = min(count, len(real))
+  matched_inception = metrics_lib.inception_score(
+      judged["digit_probabilities"][:matched_count], splits)
   nearest = metrics_lib.nearest_neighbour_distances
   results = {
       "num_examples": count,
@@ -319,6 +328,8 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
       "real_inception_score": real_inception[0],
       "real_inception_score_std": real_inception[1],
       "inception_splits": splits,
+      "inception_score_matched": matched_inception[0],
+      "inception_score_matched_examples": matched_count,
       "nn_train_distance": float(np.mean(nearest(
           judged["embedding"], judged_train["embedding"]))),
       "nn_self_distance": float(np.mean(nearest(

@@ -67,7 +67,8 @@ def optimizer_from(train_config, prefix: str = ""):
       grad_clip_norm=get("grad_clip_norm"),
       warmup_steps=get("warmup_steps", 0),
       schedule=get("schedule", "constant"),
-      total_steps=train_config.num_steps)
+      total_steps=train_config.num_steps,
+      decay_start=get("decay_start", 0))
 
 
 def ema_decay_from(train_config) -> Optional[float]:

@@ -158,6 +158,7 @@ def make_optimizer(learning_rate: float,
                    warmup_steps: int = 0,
                    schedule: str = 'constant',
                    total_steps: Optional[int] = None,
+                   decay_start: int = 0,
                    eps: float = 1e-8) -> optax.GradientTransformation:
   """Adam (AdamW if weight_decay > 0) with an optional clip and schedule.
 
@@ -176,6 +177,8 @@ def make_optimizer(learning_rate: float,
       steps.
     schedule: 'constant', or 'cosine' (decay to 0 at `total_steps`).
     total_steps: the stage's step count; required for 'cosine'.
+    decay_start: with 'cosine', hold `learning_rate` until this step and
+      decay over the rest (0: decay from the end of the warm-up).
     eps: Adam's epsilon.
 
   Returns:
@@ -184,11 +187,16 @@ def make_optimizer(learning_rate: float,
   if schedule == 'constant':
     main = optax.constant_schedule(learning_rate)
   elif schedule == 'cosine':
-    if not total_steps or total_steps <= warmup_steps:
+    held = max(warmup_steps, decay_start)
+    if not total_steps or total_steps <= held:
       raise ValueError(f'schedule=cosine needs total_steps > warmup_steps='
-                       f'{warmup_steps}; got total_steps={total_steps}')
-    main = optax.cosine_decay_schedule(learning_rate,
-                                       total_steps - warmup_steps)
+                       f'{warmup_steps} and > decay_start={decay_start}; got '
+                       f'total_steps={total_steps}')
+    main = optax.cosine_decay_schedule(learning_rate, total_steps - held)
+    if held > warmup_steps:
+      main = optax.join_schedules(
+          [optax.constant_schedule(learning_rate), main],
+          [held - warmup_steps])
   else:
     raise ValueError(f"schedule must be 'constant' or 'cosine', got "
                      f'{schedule!r}')

@@ -43,16 +43,39 @@ def sample_latents(rng, batch_size, latent_dim):
                             -1.0, 1.0)
 
 
-def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
-          d_optimizer, latent_dim, kind, d_steps, gp_weight, gp_examples,
-          ema_decay):
-  real = batch["audio"]
-  d_rng, g_rng, g_shuffle_rng = jax.random.split(rng, 3)
-
+def _critic_fn(discriminator):
+  """critic(d_params, waveform, condition, rng) for `gan`'s updates."""
   def critic(d_params, waveform, condition, shuffle_rng):
     del condition  # Unconditional.
     return discriminator.apply({"params": d_params}, waveform,
                                rng=shuffle_rng)
+  return critic
+
+
+def _finish_step(state, g_loss, g_grads, d_metrics, *, g_optimizer,
+                 ema_decay):
+  """Applies the generator's gradients, bumps the step, gathers metrics."""
+  state = state_lib.apply_gradients(
+      state, "generator", g_grads, g_optimizer,
+      ema_decay=None if ema_decay is None else state_lib.ema_decay_at(
+          ema_decay, state["step"]))
+  state = state_lib.increment_step(state)
+  metrics = {"loss": d_metrics["d_loss"], "g_loss": g_loss,
+             "g_grad_norm": state_lib.global_norm(g_grads), **d_metrics,
+             "learning_rate": state_lib.learning_rate_of(
+                 state["opt_state"]["generator"])}
+  metrics["is_finite"] = jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+  return state, metrics
+
+
+def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
+          d_optimizer, latent_dim, kind, d_steps, gp_weight, gp_examples,
+          ema_decay):
+  """d_steps critic updates, then a generator update against the new critic."""
+  real = batch["audio"]
+  d_rng, g_rng, g_shuffle_rng = jax.random.split(rng, 3)
+  critic = _critic_fn(discriminator)
 
   def fake_fn(fake_rng, start, size):
     del start
@@ -72,20 +95,56 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
     return losses.generator_loss(
         kind, critic(d_params, fake, None, g_shuffle_rng))
 
-  g_loss, grads = jax.value_and_grad(g_loss_fn)(state["params"]["generator"])
-  state = state_lib.apply_gradients(
-      state, "generator", grads, g_optimizer,
-      ema_decay=None if ema_decay is None else state_lib.ema_decay_at(
-          ema_decay, state["step"]))
-  state = state_lib.increment_step(state)
-  g_grad_norm = state_lib.global_norm(grads)
-  metrics = {"loss": d_metrics["d_loss"], "g_loss": g_loss,
-             "g_grad_norm": g_grad_norm, **d_metrics,
-             "learning_rate": state_lib.learning_rate_of(
-                 state["opt_state"]["generator"])}
-  metrics["is_finite"] = jnp.all(jnp.stack(
-      [jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
-  return state, metrics
+  g_loss, g_grads = jax.value_and_grad(g_loss_fn)(
+      state["params"]["generator"])
+  return _finish_step(state, g_loss, g_grads, d_metrics,
+                      g_optimizer=g_optimizer, ema_decay=ema_decay)
+
+
+def _simultaneous_step(state, batch, rng, *, generator, discriminator,
+                       g_optimizer, d_optimizer, latent_dim, gp_weight,
+                       gp_examples, ema_decay):
+  """One WGAN-GP critic update and one generator update from the same state.
+
+  Both networks' gradients come from one backward pass of the critic loss
+  E[D(G(z))] - E[D(real)] + lambda * penalty: the generator's loss
+  -E[D(G(z))] is the negative of the only term that reaches its weights
+  (the penalty's fakes are stop-gradient), so its gradient is the negative
+  of the critic loss's. That saves the alternating step's second generator
+  forward and the critic's forward and backward on those fakes; the
+  generator then descends against the critic before (not after) this
+  step's critic update.
+  """
+  real = batch["audio"]
+  z_rng, real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(rng, 5)
+  critic = _critic_fn(discriminator)
+  z = sample_latents(z_rng, real.shape[0], latent_dim)
+  count = real.shape[0] if gp_examples is None else gp_examples
+
+  def loss_fn(params):
+    d_params = params["discriminator"]
+    fake = generator.apply({"params": params["generator"]}, z)
+    real_logits = critic(d_params, real, None, real_rng)
+    fake_logits = critic(d_params, fake, None, fake_rng)
+    penalty = losses.gradient_penalty(
+        lambda x: critic(d_params, x, None, gp_shuffle_rng), real[:count],
+        jax.lax.stop_gradient(fake[:count]), gp_rng)
+    loss = (losses.wgan_discriminator_loss(real_logits, fake_logits)
+            + gp_weight * penalty)
+    return loss, {"d_real": jnp.mean(real_logits),
+                  "d_fake": jnp.mean(fake_logits),
+                  "gradient_penalty": penalty}
+
+  (d_loss, d_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state["params"])
+  d_grads = grads["discriminator"]
+  g_grads = jax.tree.map(jnp.negative, grads["generator"])
+  state = state_lib.apply_gradients(state, "discriminator", d_grads,
+                                    d_optimizer)
+  d_metrics.update(d_loss=d_loss, d_grad_norm=state_lib.global_norm(d_grads))
+  g_loss = losses.wgan_generator_loss(d_metrics["d_fake"])
+  return _finish_step(state, g_loss, g_grads, d_metrics,
+                      g_optimizer=g_optimizer, ema_decay=ema_decay)
 
 
 def gp_examples_from(adversarial, batch_size: int):
@@ -103,6 +162,23 @@ def gp_examples_from(adversarial, batch_size: int):
         f"wavegan.adversarial.gp_examples must be an int in [0, "
         f"{batch_size}] (train.batch_size; 0: all), got {count!r}")
   return None if count in (0, batch_size) else count
+
+
+def simultaneous_from(adversarial) -> bool:
+  """Whether `adversarial.simultaneous` asks for `_simultaneous_step`.
+
+  Raises:
+    UserFacingError: with a loss other than 'wgan-gp' or d_steps other
+      than 1 (the shared backward pass needs both).
+  """
+  simultaneous = bool(adversarial.get("simultaneous", False))
+  if simultaneous and (adversarial.loss != "wgan-gp"
+                       or adversarial.d_steps != 1):
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.simultaneous needs loss='wgan-gp' and "
+        f"d_steps=1 (one backward pass serves both networks only then), got "
+        f"loss={adversarial.loss!r}, d_steps={adversarial.d_steps!r}")
+  return simultaneous
 
 
 def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
@@ -134,12 +210,15 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
         f"wavegan.adversarial.d_steps must be a positive int, got "
         f"{adversarial.d_steps!r}")
   gp_examples = gp_examples_from(adversarial, train_config.batch_size)
-  step_fn = functools.partial(
-      _step, generator=generator, discriminator=discriminator,
-      g_optimizer=g_optimizer, d_optimizer=d_optimizer,
-      latent_dim=latent_dim, kind=adversarial.loss,
-      d_steps=adversarial.d_steps, gp_weight=adversarial.gp_weight,
-      gp_examples=gp_examples, ema_decay=ema_decay)
+  common = dict(generator=generator, discriminator=discriminator,
+                g_optimizer=g_optimizer, d_optimizer=d_optimizer,
+                latent_dim=latent_dim, gp_weight=adversarial.gp_weight,
+                gp_examples=gp_examples, ema_decay=ema_decay)
+  if simultaneous_from(adversarial):
+    step_fn = functools.partial(_simultaneous_step, **common)
+  else:
+    step_fn = functools.partial(_step, kind=adversarial.loss,
+                                d_steps=adversarial.d_steps, **common)
   folder_manual_dir = (None if manual_dir is None else
                        os.path.join(manual_dir, config.data.folder))
   make_batches = stage_runner.host_batches(
