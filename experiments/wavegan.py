@@ -34,8 +34,10 @@ def get_config(arg=None):
   config.train = ml_collections.ConfigDict()
   # Examples per update (critic and generator alike); a step reads
   # d_steps * batch_size real examples, as the official code does.
-  # 20000 steps of one critic and one generator update: 51.5 minutes on the
-  # 2-core development machine (experiments/quality.md, WaveGAN run 6).
+  # 20000 steps of one critic and one generator update: 27 minutes on
+  # session 21's 2-core host, 51.5 on session 7's (experiments/quality.md,
+  # WaveGAN runs 22 and 6). More steps do not help: the IS peaks near
+  # 20000 and falls after (run 19).
   config.train.num_steps = 20000
   config.train.batch_size = 16
   config.train.learning_rate = 1e-4
