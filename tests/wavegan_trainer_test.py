@@ -236,7 +236,8 @@ def test_simultaneous_step_equals_separate_gradients_at_one_state(
       g_optimizer=optimizer, d_optimizer=optimizer, latent_dim=100,
       gp_weight=10.0, gp_examples=gp_examples, ema_decay=None)
 
-  z_rng, real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(rng, 5)
+  z_rng, d_rng = jax.random.split(rng)
+  real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(d_rng, 4)
   z = wavegan_trainer.sample_latents(z_rng, 4, 100)
   real = batch["audio"]
   g_params = state["params"]["generator"]

@@ -24,6 +24,32 @@ Critic = Callable[[dict, jax.Array, Optional[jax.Array], jax.Array],
 D_METRICS = ("d_loss", "d_real", "d_fake", "d_grad_norm")
 
 
+def critic_loss(critic: Critic, d_params, real: jax.Array, fake: jax.Array,
+                condition: Optional[jax.Array], rng: jax.Array, *, kind: str,
+                gp_weight: float, gp_examples: Optional[int] = None
+               ) -> tuple[jax.Array, dict]:
+  """The critic's loss and its 'd_real', 'd_fake' (, 'gradient_penalty').
+
+  Gradients reach `fake` through the logits but not through the penalty's
+  interpolates; `discriminator_update` documents the arguments.
+  """
+  real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(rng, 4)
+  real_logits = critic(d_params, real, condition, real_rng)
+  fake_logits = critic(d_params, fake, condition, fake_rng)
+  loss = losses.discriminator_loss(kind, real_logits, fake_logits)
+  metrics = {"d_real": jnp.mean(real_logits),
+             "d_fake": jnp.mean(fake_logits)}
+  if kind == "wgan-gp":
+    count = real.shape[0] if gp_examples is None else gp_examples
+    gp_condition = None if condition is None else condition[:count]
+    penalty = losses.gradient_penalty(
+        lambda x: critic(d_params, x, gp_condition, gp_shuffle_rng),
+        real[:count], jax.lax.stop_gradient(fake[:count]), gp_rng)
+    loss = loss + gp_weight * penalty
+    metrics["gradient_penalty"] = penalty
+  return loss, metrics
+
+
 def discriminator_update(state: dict, critic: Critic, real: jax.Array,
                          fake: jax.Array, condition: Optional[jax.Array],
                          rng: jax.Array, *, kind: str,
@@ -54,23 +80,11 @@ def discriminator_update(state: dict, critic: Critic, real: jax.Array,
     for WGAN-GP 'gradient_penalty'); the step is not incremented.
   """
   fake = jax.lax.stop_gradient(fake)
-  real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(rng, 4)
 
   def loss_fn(d_params):
-    real_logits = critic(d_params, real, condition, real_rng)
-    fake_logits = critic(d_params, fake, condition, fake_rng)
-    loss = losses.discriminator_loss(kind, real_logits, fake_logits)
-    metrics = {"d_real": jnp.mean(real_logits),
-               "d_fake": jnp.mean(fake_logits)}
-    if kind == "wgan-gp":
-      count = real.shape[0] if gp_examples is None else gp_examples
-      gp_condition = None if condition is None else condition[:count]
-      penalty = losses.gradient_penalty(
-          lambda x: critic(d_params, x, gp_condition, gp_shuffle_rng),
-          real[:count], fake[:count], gp_rng)
-      loss = loss + gp_weight * penalty
-      metrics["gradient_penalty"] = penalty
-    return loss, metrics
+    return critic_loss(critic, d_params, real, fake, condition, rng,
+                       kind=kind, gp_weight=gp_weight,
+                       gp_examples=gp_examples)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state["params"]["discriminator"])

@@ -116,24 +116,15 @@ def _simultaneous_step(state, batch, rng, *, generator, discriminator,
   step's critic update.
   """
   real = batch["audio"]
-  z_rng, real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(rng, 5)
+  z_rng, d_rng = jax.random.split(rng)
   critic = _critic_fn(discriminator)
   z = sample_latents(z_rng, real.shape[0], latent_dim)
-  count = real.shape[0] if gp_examples is None else gp_examples
 
   def loss_fn(params):
-    d_params = params["discriminator"]
     fake = generator.apply({"params": params["generator"]}, z)
-    real_logits = critic(d_params, real, None, real_rng)
-    fake_logits = critic(d_params, fake, None, fake_rng)
-    penalty = losses.gradient_penalty(
-        lambda x: critic(d_params, x, None, gp_shuffle_rng), real[:count],
-        jax.lax.stop_gradient(fake[:count]), gp_rng)
-    loss = (losses.wgan_discriminator_loss(real_logits, fake_logits)
-            + gp_weight * penalty)
-    return loss, {"d_real": jnp.mean(real_logits),
-                  "d_fake": jnp.mean(fake_logits),
-                  "gradient_penalty": penalty}
+    return gan.critic_loss(critic, params["discriminator"], real, fake, None,
+                           d_rng, kind="wgan-gp", gp_weight=gp_weight,
+                           gp_examples=gp_examples)
 
   (d_loss, d_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state["params"])
