@@ -12,7 +12,9 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 def manual_dir_path() -> pathlib.Path:
   """The raw data folder: $WAVEGAN_MANUAL_DIR, else ../shared/data."""
   env = os.environ.get("WAVEGAN_MANUAL_DIR")
-  return pathlib.Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+  # Absolute: tests link to files under it from temporary folders.
+  return (pathlib.Path(env) if env else
+          REPO_ROOT.parent / "shared" / "data").resolve()
 
 
 def assert_trees_equal(a, b):
