@@ -67,15 +67,20 @@ def get_config(arg=None):
   config.wavegan = ml_collections.ConfigDict()
   config.wavegan.model = dict(dim=16, kernel_len=25, upsample="zeros",
                               post_proc_filter_len=0)
-  config.wavegan.discriminator = dict(dim=16, phaseshuffle_rad=2)
+  # minibatch_std_group > 0: the critic sees the features' spread over
+  # groups of that many examples (ProGAN; not in the paper).
+  config.wavegan.discriminator = dict(dim=16, phaseshuffle_rad=2,
+                                      minibatch_std_group=0)
   config.wavegan.latent_dim = 100
   # gp_examples: the gradient penalty on this many of each critic update's
   # pairs (0: all of them).
   # simultaneous: both networks' updates from one backward pass of the
   # critic loss (wgan-gp, d_steps=1), the generator against the critic
   # before its update; False: alternating, as the paper.
+  # pack > 1: the critic scores packs of that many clips (PacGAN; not in
+  # the paper); gp_examples then counts packs.
   config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0,
-                                    gp_examples=0, simultaneous=False)
+                                    gp_examples=0, simultaneous=False, pack=1)
   config.wavegan.train = {}
 
   if variant == "paper":

@@ -174,6 +174,12 @@ def test_wavegan_workdir_reports_inception_and_diversity(
   # Fewer generated clips than real ones: the matched score is the same.
   assert written["inception_score_matched_examples"] == 12
   assert written["inception_score_matched"] == written["inception_score"]
+  assert sum(written["digit_counts"]) == 12
+  assert sum(written["real_digit_counts"]) == 300
+  # Each score's one-split form: exp(H(y) - H(y|x)) of all the clips.
+  for prefix in ("", "real_"):
+    assert 0.0 <= written[prefix + "conditional_entropy"] <= np.log(10)
+    assert 0.0 <= written[prefix + "marginal_entropy"] <= np.log(10) + 1e-9
   for key in ("nn_train_distance", "nn_self_distance",
               "real_nn_train_distance", "real_nn_self_distance"):
     assert np.isfinite(written[key]) and written[key] >= 0.0, key

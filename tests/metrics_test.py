@@ -45,6 +45,29 @@ def test_inception_score_known_answers():
     metrics.inception_score(one_hot[:5])
 
 
+def test_inception_entropies_known_answers_and_the_score_they_make():
+  # Confident, three classes in 2:1:1: H(y|x) = 0, counts as labelled.
+  labelled = np.eye(4)[[0, 0, 1, 2]]
+  parts = metrics.inception_entropies(labelled)
+  assert parts["conditional_entropy"] == pytest.approx(0.0, abs=1e-12)
+  assert parts["marginal_entropy"] == pytest.approx(
+      -(0.5 * np.log(0.5) + 2 * 0.25 * np.log(0.25)))
+  assert parts["class_counts"] == [2, 1, 1, 0]
+  # The same unsure prediction everywhere: H(y|x) = H(y) = its entropy.
+  unsure = np.tile([[0.5, 0.25, 0.25]], (6, 1))
+  parts = metrics.inception_entropies(unsure)
+  assert parts["conditional_entropy"] == pytest.approx(1.5 * np.log(2))
+  assert parts["marginal_entropy"] == pytest.approx(1.5 * np.log(2))
+  # One split's IS is exp(H(y) - H(y|x)).
+  probabilities = np.random.default_rng(0).dirichlet(np.ones(10) * 0.3, 50)
+  parts = metrics.inception_entropies(probabilities)
+  assert np.exp(parts["marginal_entropy"] - parts["conditional_entropy"]) == (
+      pytest.approx(metrics.inception_score(probabilities, 1)[0], rel=1e-9))
+  assert sum(parts["class_counts"]) == 50
+  with pytest.raises(ValueError, match=r"got shape \(0, 10\)"):
+    metrics.inception_entropies(np.zeros((0, 10)))
+
+
 def test_frechet_distance_identical_sets_is_zero():
   rng = np.random.default_rng(0)
   embeddings = rng.normal(size=(200, 8))

@@ -193,3 +193,63 @@ def test_bad_inputs_raise_clear_errors():
   with pytest.raises(ValueError, match=r"condition must be \[1, Dc\]"):
     wavegan.WaveGANDiscriminator(dim=1, slice_len=8192).init(
         KEY, jnp.zeros((1, 8192, 1)), None, jnp.zeros((2, 3)))
+
+
+def _minibatch_stddev_loop(h, group_size):
+  """minibatch_stddev written example by example, for comparison."""
+  h = np.asarray(h, np.float64)
+  batch = h.shape[0]
+  size = min(group_size, batch)
+  per_group = batch // size
+  out = []
+  for b in range(batch):
+    members = h[[b % per_group + k * per_group for k in range(size)]]
+    spread = np.sqrt(members.var(axis=0) + 1e-8).mean()
+    out.append(np.concatenate(
+        [h[b], np.full(h.shape[1:2] + (1,), spread)], axis=-1))
+  return np.stack(out)
+
+
+@pytest.mark.parametrize("batch,group", [(8, 4), (8, 2), (8, 8), (4, 16),
+                                         (1, 4)])
+def test_minibatch_stddev_equals_the_per_example_formulation(batch, group):
+  h = jax.random.normal(KEY, (batch, 5, 3)) * jnp.arange(1, 4)
+  got = wavegan.minibatch_stddev(h, group)
+  assert got.shape == (batch, 5, 4)
+  np.testing.assert_allclose(got, _minibatch_stddev_loop(h, group),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_minibatch_std_lets_a_score_depend_on_its_group_only():
+  x = jax.random.normal(KEY, (4, 8192, 1))
+  changed = x.at[1].multiply(3.0)
+  for group, moved in [(0, [1]), (2, [1, 3]), (4, [0, 1, 2, 3])]:
+    critic = wavegan.WaveGANDiscriminator(dim=2, slice_len=8192,
+                                          minibatch_std_group=group)
+    params = critic.init(KEY, x[:1])  # Init on one example, as the trainer.
+    delta = np.abs(np.asarray(critic.apply(params, changed)
+                              - critic.apply(params, x)))
+    assert sorted(np.flatnonzero(delta > 1e-6).tolist()) == moved, group
+
+
+def test_minibatch_std_adds_one_channel_to_the_output_layer():
+  x = jnp.zeros((1, 8192, 1))
+  plain = wavegan.WaveGANDiscriminator(dim=2, slice_len=8192).init(KEY, x)
+  with_std = wavegan.WaveGANDiscriminator(
+      dim=2, slice_len=8192, minibatch_std_group=4).init(KEY, x)
+  length, width = 8, 32  # 8192 / 4**5 positions of 16 * dim channels.
+  assert plain["params"]["output"]["kernel"].shape == (length * width, 1)
+  assert with_std["params"]["output"]["kernel"].shape == (
+      length * (width + 1), 1)
+
+
+def test_bad_minibatch_std_group_raises_clear_errors():
+  x = jnp.zeros((6, 8192, 1))
+  for group in (-1, True, 2.0):
+    with pytest.raises(ValueError, match=r"minibatch_std_group must be an "
+                       rf"int >= 0, got {group!r}"):
+      wavegan.WaveGANDiscriminator(dim=1, slice_len=8192,
+                                   minibatch_std_group=group).init(KEY, x)
+  with pytest.raises(ValueError, match=r"batch 6 must split into groups of 4"):
+    wavegan.WaveGANDiscriminator(dim=1, slice_len=8192,
+                                 minibatch_std_group=4).init(KEY, x)

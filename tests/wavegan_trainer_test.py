@@ -21,11 +21,8 @@ def _abstract_batch(config):
       (rows, kwargs.slice_len, kwargs.num_channels), jnp.float32)}
 
 
-@pytest.mark.parametrize("variant", ["default", "paper", "tiny"])
-def test_every_variant_traces_a_step(variant, monkeypatch):
-  # Traced abstractly (no FLOPs): a step of the variant's real batch must
-  # be well formed, with every update on train.batch_size examples.
-  config = wavegan_config.get_config(None if variant == "default" else variant)
+def _record_latent_batches(monkeypatch):
+  """A list that gets the batch size of every sample_latents call."""
   latent_batches = []
   sample = wavegan_trainer.sample_latents
 
@@ -34,6 +31,15 @@ def test_every_variant_traces_a_step(variant, monkeypatch):
     return sample(rng, batch_size, latent_dim)
 
   monkeypatch.setattr(wavegan_trainer, "sample_latents", recording_sample)
+  return latent_batches
+
+
+@pytest.mark.parametrize("variant", ["default", "paper", "tiny"])
+def test_every_variant_traces_a_step(variant, monkeypatch):
+  # Traced abstractly (no FLOPs): a step of the variant's real batch must
+  # be well formed, with every update on train.batch_size examples.
+  config = wavegan_config.get_config(None if variant == "default" else variant)
+  latent_batches = _record_latent_batches(monkeypatch)
   spec = wavegan_trainer.make_spec(config)
   state = jax.eval_shape(spec.init_fn)
   del latent_batches[:]  # The preview's latents, drawn in make_spec.
@@ -188,15 +194,20 @@ def test_gradient_penalty_subset_cuts_the_critic_update_flops():
   assert one < 0.9 * full
 
 
-@pytest.mark.parametrize("gp_examples", [-1, 5, True])
-def test_bad_gp_examples_is_named(gp_examples):
+def _assert_make_spec_names(message, **adversarial):
+  """make_spec of the tiny config at batch 4 with `adversarial` refuses."""
   config = wavegan_config.get_config("tiny").unlock()
   config.train.batch_size = 4
-  config.wavegan.adversarial.gp_examples = gp_examples
-  with pytest.raises(stage_runner.UserFacingError,
-                     match=r"wavegan.adversarial.gp_examples must be an int "
-                     rf"in \[0, 4\].*got {gp_examples}"):
+  config.wavegan.adversarial.update(adversarial)
+  with pytest.raises(stage_runner.UserFacingError, match=message):
     wavegan_trainer.make_spec(config)
+
+
+@pytest.mark.parametrize("gp_examples", [-1, 5, True])
+def test_bad_gp_examples_is_named(gp_examples):
+  _assert_make_spec_names(r"wavegan.adversarial.gp_examples must be an int "
+                          rf"in \[0, 4\].*got {gp_examples}",
+                          gp_examples=gp_examples)
 
 
 def test_discriminator_updates_rejects_a_gp_subset_larger_than_an_update():
@@ -286,3 +297,113 @@ def test_bad_simultaneous_is_named(overrides, message):
   config.wavegan.adversarial.update(overrides)
   with pytest.raises(stage_runner.UserFacingError, match=message):
     wavegan_trainer.make_spec(config)
+
+
+@pytest.mark.parametrize("group,batch_size,gp_examples,message", [
+    (-1, 4, 0, r"minibatch_std_group must be an int >= 0 \(0: off\), got -1"),
+    (True, 4, 0, r"minibatch_std_group must be an int >= 0 \(0: off\), "
+     r"got True"),
+    (4, 6, 0, r"minibatch_std_group=4 does not divide the critic's batch of "
+     r"6 \(train.batch_size / pack = 6, gp_examples all\)"),
+    (2, 4, 3, r"minibatch_std_group=2 does not divide the critic's batch of "
+     r"3 \(train.batch_size / pack = 4, gp_examples 3\)"),
+])
+def test_bad_minibatch_std_group_is_named(group, batch_size, gp_examples,
+                                          message):
+  config = wavegan_config.get_config("tiny").unlock()
+  config.train.batch_size = batch_size
+  config.wavegan.adversarial.d_steps = 1
+  config.wavegan.adversarial.gp_examples = gp_examples
+  config.wavegan.discriminator.minibatch_std_group = group
+  with pytest.raises(stage_runner.UserFacingError, match=message):
+    wavegan_trainer.make_spec(config)
+
+
+def test_minibatch_std_step_trains_on_every_example(manual_dir, tmp_path):
+  # A group larger than the per-update batch shrinks to it; the step runs
+  # and the critic's output layer reads the extra channel.
+  config = wavegan_config.get_config("tiny").unlock()
+  config.wavegan.discriminator.minibatch_std_group = 4
+  spec = wavegan_trainer.make_spec(config, manual_dir=str(manual_dir),
+                                   data_dir=str(tmp_path / "tfds"))
+  state = spec.init_fn()
+  kernel = state["params"]["discriminator"]["output"]["kernel"]
+  assert kernel.shape == (8 * (16 * config.wavegan.discriminator.dim + 1), 1)
+  new_state, metrics = jax.jit(spec.step_fn)(
+      state, next(spec.make_batches(0)), jax.random.PRNGKey(0))
+  assert int(new_state["step"]) == 1
+  assert all(np.isfinite(float(metrics[k]))
+             for k in ("g_loss", "d_loss", "gradient_penalty"))
+  # The extra channel's weights were trained like every other.
+  assert float(jnp.max(jnp.abs(
+      new_state["params"]["discriminator"]["output"]["kernel"] - kernel))) > 0
+
+
+def test_pack_examples_stacks_consecutive_clips_along_channels():
+  clips = jnp.arange(6 * 5 * 1, dtype=jnp.float32).reshape(6, 5, 1)
+  packed = wavegan_trainer.pack_examples(clips, 3)
+  assert packed.shape == (2, 5, 3)
+  for j in range(2):
+    for k in range(3):
+      np.testing.assert_array_equal(packed[j, :, k], clips[3 * j + k, :, 0])
+  assert wavegan_trainer.pack_examples(clips, 1) is clips
+
+
+@pytest.mark.parametrize("simultaneous", [False, True])
+def test_packed_step_scores_packs_of_every_clip(simultaneous, monkeypatch):
+  config = _one_update_config().unlock()
+  config.wavegan.adversarial.pack = 2
+  config.wavegan.adversarial.simultaneous = simultaneous
+  latent_batches = _record_latent_batches(monkeypatch)
+  spec = wavegan_trainer.make_spec(config)
+  state = spec.init_fn()
+  # The critic's first convolution reads the 2 clips of a pack.
+  assert state["params"]["discriminator"]["downconv_0"]["kernel"].shape[-2] \
+      == 2
+  del latent_batches[:]
+  new_state, metrics = jax.jit(spec.step_fn)(
+      state, _random_audio_batch(config, 0), jax.random.PRNGKey(0))
+  # Every update generates train.batch_size clips, as without packing.
+  batch = config.train.batch_size
+  assert latent_batches == [batch] * (1 if simultaneous else 2)
+  assert int(new_state["step"]) == 1
+  assert all(np.isfinite(float(metrics[k]))
+             for k in ("g_loss", "d_loss", "gradient_penalty"))
+
+
+def test_packed_critic_loss_is_the_critic_loss_of_the_packs():
+  # The step's critic update equals gan.critic_loss on packed arrays.
+  config = _one_update_config().unlock()
+  config.wavegan.adversarial.pack = 2
+  spec = wavegan_trainer.make_spec(config)
+  state = spec.init_fn()
+  batch = _random_audio_batch(config, 1)
+  rng = jax.random.PRNGKey(3)
+  _, metrics = jax.jit(spec.step_fn)(state, batch, rng)
+  generator, discriminator = wavegan_trainer.models(config)
+  d_rng, _, _ = jax.random.split(rng, 3)
+  (update_rng,) = jax.random.split(d_rng, 1)
+  fake_rng, critic_rng = jax.random.split(update_rng)
+  z = wavegan_trainer.sample_latents(fake_rng, config.train.batch_size,
+                                     config.wavegan.latent_dim)
+  fake = generator.apply({"params": state["params"]["generator"]}, z)
+  loss, _ = gan.critic_loss(
+      wavegan_trainer._critic_fn(discriminator),
+      state["params"]["discriminator"],
+      wavegan_trainer.pack_examples(batch["audio"], 2),
+      wavegan_trainer.pack_examples(fake, 2), None, critic_rng,
+      kind="wgan-gp", gp_weight=10.0)
+  np.testing.assert_allclose(metrics["d_loss"], loss, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("pack", [0, 3, True, -2])
+def test_bad_pack_is_named(pack):
+  _assert_make_spec_names(r"wavegan.adversarial.pack must be an int >= 1 "
+                          rf"that divides train.batch_size \(4\), got "
+                          rf"{pack!r}", pack=pack)
+
+
+def test_gp_examples_count_packs():
+  _assert_make_spec_names(r"gp_examples must be an int in \[0, 2\] "
+                          r"\(train.batch_size / pack; 0: all\), got 3",
+                          d_steps=1, pack=2, gp_examples=3)

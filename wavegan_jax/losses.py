@@ -146,8 +146,10 @@ def gradient_penalty(critic_fn: Callable[[jnp.ndarray], jnp.ndarray],
   x_i = real_i + alpha_i (fake_i - real_i) with one alpha_i ~ U[0, 1] per
   example; penalty = mean_i (||d critic(x)_i / d x_i||_2 - 1)^2. The
   per-example gradients come from one gradient of sum_i critic(x)_i, which is
-  exact only if the critic treats examples independently: it must not mix
-  examples (no batch norm, no minibatch statistics).
+  exact only if the critic treats examples independently. A critic that
+  mixes them (batch norm, the minibatch standard deviation of
+  `WaveGANDiscriminator.minibatch_std_group`) adds the other examples'
+  terms d critic(x)_j / d x_i, as ProGAN's penalty does.
 
   Args:
     critic_fn: maps a batch [B, ...] to logits [B] (or [B, 1]); close over the

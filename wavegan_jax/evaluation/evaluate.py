@@ -318,6 +318,9 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
   matched_count = min(count, len(real))
   matched_inception = metrics_lib.inception_score(
       judged["digit_probabilities"][:matched_count], splits)
+  entropies = metrics_lib.inception_entropies(judged["digit_probabilities"])
+  real_entropies = metrics_lib.inception_entropies(
+      judged_real["digit_probabilities"])
   nearest = metrics_lib.nearest_neighbour_distances
   results = {
       "num_examples": count,
@@ -330,6 +333,12 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
       "inception_splits": splits,
       "inception_score_matched": matched_inception[0],
       "inception_score_matched_examples": matched_count,
+      "conditional_entropy": entropies["conditional_entropy"],
+      "marginal_entropy": entropies["marginal_entropy"],
+      "digit_counts": entropies["class_counts"],
+      "real_conditional_entropy": real_entropies["conditional_entropy"],
+      "real_marginal_entropy": real_entropies["marginal_entropy"],
+      "real_digit_counts": real_entropies["class_counts"],
       "nn_train_distance": float(np.mean(nearest(
           judged["embedding"], judged_train["embedding"]))),
       "nn_self_distance": float(np.mean(nearest(

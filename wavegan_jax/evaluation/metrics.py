@@ -112,6 +112,37 @@ def inception_score(probabilities, num_splits: int = 10
   return float(np.mean(scores)), float(np.std(scores))
 
 
+def inception_entropies(probabilities) -> dict:
+  """What an inception score is made of, over the whole set.
+
+  log IS of one split = H(y) - E_x H(y|x): the judge's confidence per clip
+  (conditional entropy, 0 at best) and the spread of its decisions over the
+  classes (marginal entropy, log C at best). A low IS from unsure clips and
+  one from dropped classes look alike; these tell them apart.
+
+  Args:
+    probabilities: [N, C] class probabilities (rows sum to 1), N >= 1.
+
+  Returns:
+    dict with 'conditional_entropy' (nats), 'marginal_entropy' (nats) and
+    'class_counts' (how many clips the judge assigns to each class, argmax).
+  """
+  probabilities = np.asarray(probabilities, np.float64)
+  if probabilities.ndim != 2 or not len(probabilities):
+    raise ValueError(f"inception_entropies needs [N, C] probabilities with "
+                     f"N >= 1; got shape {probabilities.shape}")
+  conditional = -np.sum(scipy.special.xlogy(probabilities, probabilities),
+                        axis=1)
+  marginal = probabilities.mean(axis=0)
+  return {
+      "conditional_entropy": float(np.mean(conditional)),
+      "marginal_entropy": float(-np.sum(scipy.special.xlogy(marginal,
+                                                            marginal))),
+      "class_counts": np.bincount(np.argmax(probabilities, axis=1),
+                                  minlength=probabilities.shape[1]).tolist(),
+  }
+
+
 # --- Distributions of embeddings ------------------------------------------
 
 

@@ -92,6 +92,24 @@ def confusion_image(path: str, matrix: np.ndarray, title: str) -> None:
   plt.close(figure)
 
 
+def class_share_image(path: str, counts: dict, title: str) -> None:
+  """Bars of each named set's share of clips per judged class."""
+  figure, axis = plt.subplots(figsize=(5.5, 3))
+  width = 0.8 / len(counts)
+  for i, (name, values) in enumerate(counts.items()):
+    values = np.asarray(values, np.float64)
+    axis.bar(np.arange(len(values)) + (i - (len(counts) - 1) / 2) * width,
+             values / max(values.sum(), 1), width, label=name)
+  axis.set_xticks(range(len(values)))
+  axis.set_xlabel("judged digit")
+  axis.set_ylabel("share of clips")
+  axis.set_title(title, fontsize=9)
+  axis.legend(fontsize=8)
+  figure.tight_layout()
+  figure.savefig(path, dpi=80)
+  plt.close(figure)
+
+
 def _write_examples(output_dir: str, clips: dict, sample_rate: int,
                     count: int) -> list[str]:
   """Writes wavs/example{i}_{name}.wav; returns markdown lines linking them."""
@@ -178,6 +196,10 @@ def write_wavegan_report(output_dir: str, results: dict, *, generated, real,
                    [f"clip {i}" for i in range(count)], sample_rate)
   example_lines = _write_examples(
       output_dir, {"generated": generated, "real": real}, sample_rate, count)
+  class_share_image(os.path.join(output_dir, "digits.png"),
+                    {"generated": results["digit_counts"],
+                     "real": results["real_digit_counts"]},
+                    "digits the judge hears")
   r = results
   lines = [
       "# Evaluation (unconditional WaveGAN)", "",
@@ -197,7 +219,16 @@ def write_wavegan_report(output_dir: str, results: dict, *, generated, real,
            r["real_nn_train_distance"]),
           ("NN distance within the set", r["nn_self_distance"],
            r["real_nn_self_distance"]),
+          ("judge's entropy per clip, H(y|x) (nats)",
+           r["conditional_entropy"], r["real_conditional_entropy"]),
+          ("entropy of the judged digits, H(y) (nats)",
+           r["marginal_entropy"], r["real_marginal_entropy"]),
       ]), "",
+      "log IS of one split = H(y) - H(y|x): a high H(y|x) means clips the "
+      "judge is unsure of, a low H(y) digits the generator drops or "
+      "favours.", "",
+      "## Judged digits", "",
+      "![judged digits](digits.png)", "",
       "## Spectrograms: generated next to real", "",
       "![spectrograms](spectrograms.png)", "",
       "## Audio", "", *example_lines, ""]

@@ -97,6 +97,34 @@ def phase_shuffle(x, rng, rad):
   return jax.lax.dynamic_slice_in_dim(padded, rad - shift, x.shape[1], axis=1)
 
 
+def minibatch_stddev(h, group_size):
+  """Appends the minibatch standard deviation as one more channel.
+
+  As ProGAN (Karras et al., 2018): the batch is cut into groups of
+  min(group_size, batch) examples (example b is in group b % (batch / size));
+  each feature's standard deviation over its group, averaged over positions
+  and channels, becomes a constant channel of every member. A critic that
+  sees how alike a batch is can punish a generator that drops modes.
+
+  Args:
+    h: [batch, length, channels] activations.
+    group_size: examples per group, >= 1.
+
+  Returns:
+    [batch, length, channels + 1].
+  """
+  batch = h.shape[0]
+  size = min(group_size, batch)
+  if batch % size:
+    raise ValueError(f"minibatch_stddev: batch {batch} must split into groups "
+                     f"of {size} (minibatch_std_group={group_size})")
+  groups = h.reshape(size, batch // size, *h.shape[1:])
+  spread = jnp.mean(jnp.sqrt(jnp.var(groups, axis=0) + 1e-8), axis=(1, 2))
+  channel = jnp.broadcast_to(jnp.tile(spread, size)[:, None, None],
+                             h.shape[:2] + (1,))
+  return jnp.concatenate([h, channel], axis=-1)
+
+
 def _batch_norm(name, train):
   return nn.BatchNorm(use_running_average=not train, momentum=0.99,
                       epsilon=1e-3, name=name)
@@ -185,6 +213,11 @@ class WaveGANDiscriminator(nn.Module):
     kernel_len: convolution taps (25).
     phaseshuffle_rad: phase shuffle radius n (2); 0 disables it.
     use_batchnorm: batch normalisation after convolutions 1 and up.
+    minibatch_std_group: > 0 appends the minibatch standard deviation over
+      groups of this many examples to the last convolution's output
+      (`minibatch_stddev`; not in the paper; the gradient penalty then
+      holds cross-example terms, see `losses.gradient_penalty`); 0 leaves
+      the critic as the paper's.
     conv_impl: 'fourier', 'winograd', 'fast' or 'reference' (see conv.py).
   """
   dim: int = 64
@@ -192,6 +225,7 @@ class WaveGANDiscriminator(nn.Module):
   kernel_len: int = 25
   phaseshuffle_rad: int = 2
   use_batchnorm: bool = False
+  minibatch_std_group: int = 0
   conv_impl: str = DEFAULT_CONV_IMPL
 
   @nn.compact
@@ -220,6 +254,10 @@ class WaveGANDiscriminator(nn.Module):
     if x.ndim != 3 or x.shape[1] != self.slice_len:
       raise ValueError(f"WaveGANDiscriminator: x must be [batch, "
                        f"{self.slice_len}, channels], got shape {x.shape}")
+    group = self.minibatch_std_group
+    if isinstance(group, bool) or not isinstance(group, int) or group < 0:
+      raise ValueError(f"WaveGANDiscriminator: minibatch_std_group must be an "
+                       f"int >= 0, got {group!r}")
     layers = discriminator_layout(self.slice_len, self.dim)
     shuffle_rngs = (None if rng is None or not self.phaseshuffle_rad
                     else jax.random.split(rng, 4))
@@ -235,8 +273,9 @@ class WaveGANDiscriminator(nn.Module):
       features.append(h)
       if i < 4 and shuffle_rngs is not None:
         h = phase_shuffle(h, shuffle_rngs[i], self.phaseshuffle_rad)
+    scored = minibatch_stddev(h, group) if group else h
     logits = nn.Dense(1, kernel_init=_KERNEL_INIT, name="output")(
-        h.reshape(h.shape[0], -1))[:, 0]
+        scored.reshape(scored.shape[0], -1))[:, 0]
     if condition is not None:
       logits = logits + self._projection(h, condition)
     if return_features:

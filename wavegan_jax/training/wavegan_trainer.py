@@ -43,6 +43,21 @@ def sample_latents(rng, batch_size, latent_dim):
                             -1.0, 1.0)
 
 
+def pack_examples(waveforms, pack: int):
+  """[B, T, C] -> [B / pack, T, pack * C]: PacGAN's packing (Lin et al., 2018).
+
+  Pack j stacks examples j * pack ... j * pack + pack - 1 along channels, so
+  the critic scores `pack` clips of one kind at once and can punish a
+  generator whose clips are too alike. pack 1 returns the input.
+  """
+  if pack == 1:
+    return waveforms
+  batch, length, channels = waveforms.shape
+  return (waveforms.reshape(batch // pack, pack, length, channels)
+          .transpose(0, 2, 1, 3).reshape(batch // pack, length,
+                                         pack * channels))
+
+
 def _critic_fn(discriminator):
   """critic(d_params, waveform, condition, rng) for `gan`'s updates."""
   def critic(d_params, waveform, condition, shuffle_rng):
@@ -71,27 +86,33 @@ def _finish_step(state, g_loss, g_grads, d_metrics, *, g_optimizer,
 
 def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
           d_optimizer, latent_dim, kind, d_steps, gp_weight, gp_examples,
-          ema_decay):
-  """d_steps critic updates, then a generator update against the new critic."""
-  real = batch["audio"]
+          ema_decay, pack=1):
+  """d_steps critic updates, then a generator update against the new critic.
+
+  With pack > 1 the critic (and its gradient penalty) sees packs of `pack`
+  real or generated clips (`pack_examples`); every update still reads
+  train.batch_size clips.
+  """
+  real = pack_examples(batch["audio"], pack)
   d_rng, g_rng, g_shuffle_rng = jax.random.split(rng, 3)
   critic = _critic_fn(discriminator)
 
   def fake_fn(fake_rng, start, size):
     del start
-    z = sample_latents(fake_rng, size, latent_dim)
-    return generator.apply({"params": state["params"]["generator"]}, z)
+    z = sample_latents(fake_rng, size * pack, latent_dim)
+    return pack_examples(
+        generator.apply({"params": state["params"]["generator"]}, z), pack)
 
   state, d_metrics = gan.discriminator_updates(
       state, critic, real, None, fake_fn, d_rng, num_updates=d_steps,
       kind=kind, gp_weight=gp_weight, optimizer=d_optimizer,
       gp_examples=gp_examples)
 
-  z = sample_latents(g_rng, real.shape[0] // d_steps, latent_dim)
+  z = sample_latents(g_rng, real.shape[0] // d_steps * pack, latent_dim)
   d_params = state["params"]["discriminator"]
 
   def g_loss_fn(g_params):
-    fake = generator.apply({"params": g_params}, z)
+    fake = pack_examples(generator.apply({"params": g_params}, z), pack)
     return losses.generator_loss(
         kind, critic(d_params, fake, None, g_shuffle_rng))
 
@@ -103,7 +124,7 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
 
 def _simultaneous_step(state, batch, rng, *, generator, discriminator,
                        g_optimizer, d_optimizer, latent_dim, gp_weight,
-                       gp_examples, ema_decay):
+                       gp_examples, ema_decay, pack=1):
   """One WGAN-GP critic update and one generator update from the same state.
 
   Both networks' gradients come from one backward pass of the critic loss
@@ -115,13 +136,14 @@ def _simultaneous_step(state, batch, rng, *, generator, discriminator,
   generator then descends against the critic before (not after) this
   step's critic update.
   """
-  real = batch["audio"]
+  real = pack_examples(batch["audio"], pack)
   z_rng, d_rng = jax.random.split(rng)
   critic = _critic_fn(discriminator)
-  z = sample_latents(z_rng, real.shape[0], latent_dim)
+  z = sample_latents(z_rng, batch["audio"].shape[0], latent_dim)
 
   def loss_fn(params):
-    fake = generator.apply({"params": params["generator"]}, z)
+    fake = pack_examples(generator.apply({"params": params["generator"]}, z),
+                         pack)
     return gan.critic_loss(critic, params["discriminator"], real, fake, None,
                            d_rng, kind="wgan-gp", gp_weight=gp_weight,
                            gp_examples=gp_examples)
@@ -138,10 +160,26 @@ def _simultaneous_step(state, batch, rng, *, generator, discriminator,
                       g_optimizer=g_optimizer, ema_decay=ema_decay)
 
 
+def pack_from(adversarial, batch_size: int) -> int:
+  """`adversarial.pack` (1 or absent: no packing), checked.
+
+  Raises:
+    UserFacingError: unless it is an int >= 1 that divides batch_size.
+  """
+  pack = adversarial.get("pack", 1)
+  if (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1
+      or batch_size % pack):
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.pack must be an int >= 1 that divides "
+        f"train.batch_size ({batch_size}), got {pack!r}")
+  return pack
+
+
 def gp_examples_from(adversarial, batch_size: int):
   """The critic update's gradient-penalty subset size; None for all.
 
-  `adversarial.gp_examples` 0 (or absent) means the whole per-update batch.
+  `adversarial.gp_examples` 0 (or absent) means the whole per-update batch
+  of the critic's inputs (packs, under `adversarial.pack`).
 
   Raises:
     UserFacingError: unless it is an int in [0, batch_size].
@@ -151,8 +189,33 @@ def gp_examples_from(adversarial, batch_size: int):
       or not 0 <= count <= batch_size):
     raise stage_runner.UserFacingError(
         f"wavegan.adversarial.gp_examples must be an int in [0, "
-        f"{batch_size}] (train.batch_size; 0: all), got {count!r}")
+        f"{batch_size}] (train.batch_size / pack; 0: all), got {count!r}")
   return None if count in (0, batch_size) else count
+
+
+def check_minibatch_std_group(discriminator, batch_size: int,
+                              gp_examples) -> None:
+  """Checks `wavegan.discriminator.minibatch_std_group` against the batches.
+
+  The critic scores batches of batch_size (train.batch_size / pack) and,
+  under a penalty subset, of gp_examples; each must split into groups of
+  min(group, batch).
+
+  Raises:
+    UserFacingError: for a group that is not an int >= 0, or a batch it
+      does not divide.
+  """
+  group = discriminator.get("minibatch_std_group", 0)
+  if isinstance(group, bool) or not isinstance(group, int) or group < 0:
+    raise stage_runner.UserFacingError(
+        f"wavegan.discriminator.minibatch_std_group must be an int >= 0 "
+        f"(0: off), got {group!r}")
+  for batch in (batch_size, gp_examples):
+    if group and batch and batch % min(group, batch):
+      raise stage_runner.UserFacingError(
+          f"wavegan.discriminator.minibatch_std_group={group} does not "
+          f"divide the critic's batch of {batch} (train.batch_size / pack "
+          f"= {batch_size}, gp_examples {gp_examples or 'all'})")
 
 
 def simultaneous_from(adversarial) -> bool:
@@ -185,26 +248,31 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   seed = config.seed
   ema_decay = stage_runner.ema_decay_from(train_config)
 
-  def init_fn():
-    g_rng, d_rng = jax.random.split(jax.random.PRNGKey(seed))
-    g_params = generator.init(g_rng, jnp.zeros((1, latent_dim)))["params"]
-    d_params = discriminator.init(
-        d_rng, jnp.zeros((1, slice_len, channels)))["params"]
-    return state_lib.create_train_state(
-        {"generator": g_params, "discriminator": d_params},
-        {"generator": g_optimizer, "discriminator": d_optimizer},
-        ema_decay=ema_decay, ema_models=("generator",))
-
   adversarial = config.wavegan.adversarial
   if not isinstance(adversarial.d_steps, int) or adversarial.d_steps < 1:
     raise stage_runner.UserFacingError(
         f"wavegan.adversarial.d_steps must be a positive int, got "
         f"{adversarial.d_steps!r}")
-  gp_examples = gp_examples_from(adversarial, train_config.batch_size)
+  pack = pack_from(adversarial, train_config.batch_size)
+  critic_batch = train_config.batch_size // pack
+  gp_examples = gp_examples_from(adversarial, critic_batch)
+  check_minibatch_std_group(config.wavegan.discriminator, critic_batch,
+                            gp_examples)
+
+  def init_fn():
+    g_rng, d_rng = jax.random.split(jax.random.PRNGKey(seed))
+    g_params = generator.init(g_rng, jnp.zeros((1, latent_dim)))["params"]
+    d_params = discriminator.init(
+        d_rng, jnp.zeros((1, slice_len, channels * pack)))["params"]
+    return state_lib.create_train_state(
+        {"generator": g_params, "discriminator": d_params},
+        {"generator": g_optimizer, "discriminator": d_optimizer},
+        ema_decay=ema_decay, ema_models=("generator",))
+
   common = dict(generator=generator, discriminator=discriminator,
                 g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                 latent_dim=latent_dim, gp_weight=adversarial.gp_weight,
-                gp_examples=gp_examples, ema_decay=ema_decay)
+                gp_examples=gp_examples, ema_decay=ema_decay, pack=pack)
   if simultaneous_from(adversarial):
     step_fn = functools.partial(_simultaneous_step, **common)
   else:
