@@ -176,7 +176,7 @@ def test_wavegan_workdir_reports_inception_and_diversity(
   assert written["inception_score_matched"] == written["inception_score"]
   assert sum(written["digit_counts"]) == 12
   assert sum(written["real_digit_counts"]) == 300
-  # Each score's one-split form: exp(H(y) - H(y|x)) of all the clips.
+  # Entropies over ten digits lie in [0, log 10].
   for prefix in ("", "real_"):
     assert 0.0 <= written[prefix + "conditional_entropy"] <= np.log(10)
     assert 0.0 <= written[prefix + "marginal_entropy"] <= np.log(10) + 1e-9

@@ -95,12 +95,13 @@ def confusion_image(path: str, matrix: np.ndarray, title: str) -> None:
 def class_share_image(path: str, counts: dict, title: str) -> None:
   """Bars of each named set's share of clips per judged class."""
   figure, axis = plt.subplots(figsize=(5.5, 3))
+  classes = len(next(iter(counts.values())))
   width = 0.8 / len(counts)
   for i, (name, values) in enumerate(counts.items()):
     values = np.asarray(values, np.float64)
-    axis.bar(np.arange(len(values)) + (i - (len(counts) - 1) / 2) * width,
+    axis.bar(np.arange(classes) + (i - (len(counts) - 1) / 2) * width,
              values / max(values.sum(), 1), width, label=name)
-  axis.set_xticks(range(len(values)))
+  axis.set_xticks(range(classes))
   axis.set_xlabel("judged digit")
   axis.set_ylabel("share of clips")
   axis.set_title(title, fontsize=9)

@@ -108,7 +108,7 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
       kind=kind, gp_weight=gp_weight, optimizer=d_optimizer,
       gp_examples=gp_examples)
 
-  z = sample_latents(g_rng, real.shape[0] // d_steps * pack, latent_dim)
+  z = sample_latents(g_rng, batch["audio"].shape[0] // d_steps, latent_dim)
   d_params = state["params"]["discriminator"]
 
   def g_loss_fn(g_params):
