@@ -17,6 +17,16 @@ def manual_dir_path() -> pathlib.Path:
           REPO_ROOT.parent / "shared" / "data").resolve()
 
 
+def tiny_specgan_config():
+  """experiments/wavegan.py:tiny with SpecGAN's models at tiny widths."""
+  from experiments import wavegan  # pylint: disable=g-import-not-at-top
+  config = wavegan.get_config("tiny").unlock()
+  config.wavegan.representation = "spectrogram"
+  config.wavegan.model = dict(dim=2, kernel_size=5, griffin_lim_iterations=2)
+  config.wavegan.discriminator = dict(dim=2, kernel_size=5)
+  return config.lock()
+
+
 def assert_trees_equal(a, b):
   """Same tree structure and bit-identical leaves."""
   import jax  # pylint: disable=g-import-not-at-top

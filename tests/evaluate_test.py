@@ -20,7 +20,9 @@ from experiments import judges as judges_config
 from experiments import wavegan as wavegan_config
 from tests.conftest import assert_trees_equal
 from tests.conftest import load_launch_script
+from tests.conftest import tiny_specgan_config
 from wavegan_jax.evaluation import evaluate
+from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import metrics as metrics_lib
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import stage_runner
@@ -186,6 +188,27 @@ def test_wavegan_workdir_reports_inception_and_diversity(
   report = (workdir / "eval" / "report.md").read_text()
   for link in re.findall(r"\]\(([^)]+)\)", report):
     assert (workdir / "eval" / link).is_file(), link
+
+
+def test_specgan_workdir_generates_audio_and_is_evaluated(
+    trained, tmp_path, manual_dir):
+  # SpecGAN trains in the wavegan stage; its export (weights and the train
+  # moments) generates audio clips, which evaluation judges as WaveGAN's.
+  runs, data_dir = trained
+  workdir = tmp_path / "specgan"
+  trainer.train_and_evaluate(tiny_specgan_config(), str(workdir),
+                             manual_dir=str(manual_dir),
+                             data_dir=str(data_dir))
+  generator = generate_lib.WaveGANGenerator(workdir)
+  clips = generator.generate(generator.latents(3, 0))
+  assert clips.shape == (3, 8192, 1)
+  assert np.all(np.isfinite(clips)) and float(np.max(np.abs(clips))) > 0
+  results = evaluate.evaluate(str(workdir), num_examples=12,
+                              judges_workdir=str(runs / "judges"),
+                              manual_dir=str(manual_dir),
+                              data_dir=str(data_dir), batch_size=6)
+  assert 1.0 - 1e-9 <= results["inception_score"] <= 10.0
+  assert sum(results["digit_counts"]) == 12
 
 
 def test_wavegan_matched_inception_scores_as_many_clips_as_real(

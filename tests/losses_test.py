@@ -164,6 +164,27 @@ def test_regularisers():
   assert float(kl) == pytest.approx(0.5 + 0.5 * (1 - np.log(2.0)), rel=1e-6)
 
 
+def test_mode_seeking_loss_value_gradient_and_bad_batches():
+  # The pairs are rows (0, 2) and (1, 3).
+  outputs = jnp.array([[0.0, 1.0], [2.0, 2.0], [1.0, 1.0], [5.0, 2.0]])
+  latents = jnp.array([[0.0], [0.0], [4.0], [-4.0]])
+  loss, ratio = losses.mode_seeking_loss(outputs, latents, eps=0.0)
+  # |0-1| + |1-1| + |2-5| + |2-2| = 4 over 4 elements: 1; latents: 4.
+  assert float(ratio) == pytest.approx(0.25)
+  assert float(loss) == pytest.approx(4.0)
+  # Moving the pairs apart lowers the loss.
+  grad = jax.grad(lambda x: losses.mode_seeking_loss(x, latents)[0])(outputs)
+  step = outputs - 0.1 * grad
+  assert float(losses.mode_seeking_loss(step, latents)[0]) < float(loss)
+  same = jnp.ones((2, 3))
+  # Coinciding outputs: a large, finite loss.
+  assert np.isfinite(float(losses.mode_seeking_loss(same, latents[1:3])[0]))
+  with pytest.raises(ValueError, match="even batch .* 3 outputs"):
+    losses.mode_seeking_loss(outputs[:3], latents[:3])
+  with pytest.raises(ValueError, match="4 outputs and 2 latents"):
+    losses.mode_seeking_loss(outputs, latents[:2])
+
+
 def test_weighted_sum_skips_zero_weights_and_names_unknown_terms():
   def never_called():
     raise AssertionError("a zero-weight callable term was computed")

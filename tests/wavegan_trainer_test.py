@@ -1,5 +1,7 @@
 """The unconditional WaveGAN stage: batch arithmetic of every config variant."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,10 @@ import optax
 import pytest
 
 from experiments import wavegan as wavegan_config
+from tests.conftest import tiny_specgan_config
 from wavegan_jax import losses
+from wavegan_jax.data import pipeline
+from wavegan_jax.models import specgan
 from wavegan_jax.training import gan
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
@@ -34,12 +39,16 @@ def _record_latent_batches(monkeypatch):
   return latent_batches
 
 
-@pytest.mark.parametrize("variant", ["default", "paper", "tiny"])
+@pytest.mark.parametrize("variant", ["default", "paper", "specgan", "tiny"])
 def test_every_variant_traces_a_step(variant, monkeypatch):
   # Traced abstractly (no FLOPs): a step of the variant's real batch must
   # be well formed, with every update on train.batch_size examples.
   config = wavegan_config.get_config(None if variant == "default" else variant)
   latent_batches = _record_latent_batches(monkeypatch)
+  # SpecGAN's moments would read the train split; their shapes suffice.
+  monkeypatch.setattr(wavegan_trainer, "spectrogram_moments",
+                      lambda *args, **kwargs: (np.zeros(128, np.float32),
+                                               np.ones(128, np.float32)))
   spec = wavegan_trainer.make_spec(config)
   state = jax.eval_shape(spec.init_fn)
   del latent_batches[:]  # The preview's latents, drawn in make_spec.
@@ -371,21 +380,28 @@ def test_packed_step_scores_packs_of_every_clip(simultaneous, monkeypatch):
              for k in ("g_loss", "d_loss", "gradient_penalty"))
 
 
-def test_packed_critic_loss_is_the_critic_loss_of_the_packs():
-  # The step's critic update equals gan.critic_loss on packed arrays.
-  config = _one_update_config().unlock()
-  config.wavegan.adversarial.pack = 2
-  spec = wavegan_trainer.make_spec(config)
+def _one_critic_update(config, spec, batch_seed, rng):
+  """(state, batch, step metrics, z, critic rng) of one alternating step
+  with one critic update: z and the key are those the step's update drew."""
   state = spec.init_fn()
-  batch = _random_audio_batch(config, 1)
-  rng = jax.random.PRNGKey(3)
+  batch = _random_audio_batch(config, batch_seed)
   _, metrics = jax.jit(spec.step_fn)(state, batch, rng)
-  generator, discriminator = wavegan_trainer.models(config)
   d_rng, _, _ = jax.random.split(rng, 3)
   (update_rng,) = jax.random.split(d_rng, 1)
   fake_rng, critic_rng = jax.random.split(update_rng)
   z = wavegan_trainer.sample_latents(fake_rng, config.train.batch_size,
                                      config.wavegan.latent_dim)
+  return state, batch, metrics, z, critic_rng
+
+
+def test_packed_critic_loss_is_the_critic_loss_of_the_packs():
+  # The step's critic update equals gan.critic_loss on packed arrays.
+  config = _one_update_config().unlock()
+  config.wavegan.adversarial.pack = 2
+  spec = wavegan_trainer.make_spec(config)
+  state, batch, metrics, z, critic_rng = _one_critic_update(
+      config, spec, 1, jax.random.PRNGKey(3))
+  generator, discriminator = wavegan_trainer.models(config)
   fake = generator.apply({"params": state["params"]["generator"]}, z)
   loss, _ = gan.critic_loss(
       wavegan_trainer._critic_fn(discriminator),
@@ -407,3 +423,147 @@ def test_gp_examples_count_packs():
   _assert_make_spec_names(r"gp_examples must be an int in \[0, 2\] "
                           r"\(train.batch_size / pack; 0: all\), got 3",
                           d_steps=1, pack=2, gp_examples=3)
+
+
+@pytest.mark.parametrize("simultaneous", [False, True])
+def test_mode_seeking_adds_its_gradient_to_the_generator_only(simultaneous):
+  # With SGD at rate 1, the step with the term minus the step without it
+  # is -weight * grad(mode_seeking_loss) in the generator and 0 in the
+  # critic: the same latents and critic serve both steps.
+  optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
+  config, generator, discriminator, state = _tiny_models_and_state(optimizer)
+  batch = _random_audio_batch(config, 2)
+  rng = jax.random.PRNGKey(7)
+  common = dict(generator=generator, discriminator=discriminator,
+                g_optimizer=optimizer, d_optimizer=optimizer, latent_dim=100,
+                gp_weight=10.0, gp_examples=None, ema_decay=None)
+  if simultaneous:
+    step = functools.partial(wavegan_trainer._simultaneous_step, **common)
+    z_rng = jax.random.split(rng)[0]
+  else:
+    step = functools.partial(wavegan_trainer._step, kind="wgan-gp",
+                             d_steps=1, **common)
+    z_rng = jax.random.split(rng, 3)[1]
+  weight = 0.5
+  plain, plain_metrics = step(state, batch, rng)
+  seeking, metrics = step(state, batch, rng, mode_seeking_weight=weight)
+
+  z = wavegan_trainer.sample_latents(z_rng, 4, 100)
+  g_params = state["params"]["generator"]
+  loss_fn = lambda p: losses.mode_seeking_loss(
+      generator.apply({"params": p}, z), z)[0]
+  ms_loss, ms_grad = jax.value_and_grad(loss_fn)(g_params)
+  # The adversarial gradient, summed in another order, leaves float32
+  # noise far below the term's own size (checked on the next line).
+  for got, without, grad in zip(
+      jax.tree.leaves(seeking["params"]["generator"]),
+      jax.tree.leaves(plain["params"]["generator"]), jax.tree.leaves(ms_grad)):
+    np.testing.assert_allclose(got - without, -weight * grad, rtol=3e-3,
+                               atol=3e-4)
+  assert max(float(jnp.max(jnp.abs(weight * g)))
+             for g in jax.tree.leaves(ms_grad)) > 0.03
+  for got, without in zip(jax.tree.leaves(seeking["params"]["discriminator"]),
+                          jax.tree.leaves(plain["params"]["discriminator"])):
+    np.testing.assert_array_equal(got, without)
+  np.testing.assert_allclose(metrics["mode_seeking_loss"], ms_loss, rtol=1e-5)
+  # g_loss and d_loss stay the adversarial terms, comparable across runs.
+  for key in ("g_loss", "d_loss"):
+    np.testing.assert_allclose(metrics[key], plain_metrics[key], rtol=1e-6)
+  assert "mode_seeking_loss" not in plain_metrics
+
+
+# The config's float field already refuses bools and strings.
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_bad_mode_seeking_weight_is_named(weight):
+  _assert_make_spec_names(r"mode_seeking_weight must be a finite number >= 0 "
+                          r"\(0: off\)", mode_seeking_weight=weight)
+
+
+def test_mode_seeking_needs_an_even_batch():
+  config = wavegan_config.get_config("tiny").unlock()
+  config.train.batch_size = 3
+  config.wavegan.adversarial.mode_seeking_weight = 1.0
+  with pytest.raises(stage_runner.UserFacingError,
+                     match="needs an even train.batch_size, got 3"):
+    wavegan_trainer.make_spec(config)
+
+
+def test_specgan_state_holds_the_train_moments_and_keeps_them(manual_dir,
+                                                               tmp_path):
+  # The generator's moment params are the train split's per-bin moments
+  # (recomputed here from the clips), the critic reads 128 x 128
+  # spectrograms, and a step trains every weight but the moments.
+  config = tiny_specgan_config()
+  spec = wavegan_trainer.make_spec(config, manual_dir=str(manual_dir),
+                                   data_dir=str(tmp_path / "tfds"))
+  state = spec.init_fn()
+  g_params = state["params"]["generator"]
+  clips = np.concatenate([batch["audio"] for batch in pipeline.make_dataset(
+      config.data.name, "train", global_batch_size=256,
+      data_dir=str(tmp_path / "tfds"),
+      builder_kwargs=dict(config.data.builder_kwargs), shuffle=False,
+      repeat=False, drop_remainder=False, process_index=0, process_count=1,
+      manual_dir=str(manual_dir / config.data.folder)).as_numpy_iterator()])
+  assert len(clips) == 2700  # FSDD's train takes, one slice each.
+  log_mag = np.asarray(specgan.log_magnitude(clips, 8192), np.float64)
+  np.testing.assert_allclose(g_params["log_magnitude_mean"],
+                             log_mag.mean((0, 1)), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(g_params["log_magnitude_std"],
+                             log_mag.std((0, 1)), rtol=1e-3, atol=1e-4)
+  new_state, metrics = jax.jit(spec.step_fn)(
+      state, next(spec.make_batches(0)), jax.random.PRNGKey(0))
+  assert all(np.isfinite(float(metrics[k]))
+             for k in ("g_loss", "d_loss", "gradient_penalty"))
+  new_g = new_state["params"]["generator"]
+  for name in ("log_magnitude_mean", "log_magnitude_std"):
+    np.testing.assert_array_equal(new_g[name], g_params[name])
+  # Everything else trained, but the critic's output bias: it cancels in
+  # the Wasserstein loss and the penalty does not see it.
+  still = [jax.tree_util.keystr(path) for (path, new), old in zip(
+      jax.tree_util.tree_leaves_with_path(new_state["params"]),
+      jax.tree.leaves(state["params"])) if not np.any(new != old)]
+  assert still == ["['discriminator']['output']['bias']",
+                   "['generator']['log_magnitude_mean']",
+                   "['generator']['log_magnitude_std']"]
+
+
+def test_specgan_critic_scores_normalized_spectrograms(monkeypatch):
+  # The step's critic loss equals gan.critic_loss on the normalised
+  # spectrograms of the real clips and of the generator's output.
+  config = tiny_specgan_config().unlock()
+  config.wavegan.adversarial.d_steps = 1
+  config.train.batch_size = 2
+  moments = (np.linspace(-6.0, -2.0, 128).astype(np.float32),
+             np.linspace(0.5, 2.0, 128).astype(np.float32))
+  monkeypatch.setattr(wavegan_trainer, "spectrogram_moments",
+                      lambda *args, **kwargs: moments)
+  spec = wavegan_trainer.make_spec(config)
+  state, batch, metrics, z, critic_rng = _one_critic_update(
+      config, spec, 4, jax.random.PRNGKey(9))
+  generator, discriminator = wavegan_trainer.models(config)
+  fake = generator.apply({"params": state["params"]["generator"]}, z,
+                         spectrogram=True)
+  real = specgan.normalize(specgan.log_magnitude(batch["audio"], 8192),
+                           *moments)[..., None]
+  assert fake.shape == real.shape == (2, 128, 128, 1)
+  loss, _ = gan.critic_loss(
+      wavegan_trainer._critic_fn(discriminator),
+      state["params"]["discriminator"], real, fake, None, critic_rng,
+      kind="wgan-gp", gp_weight=10.0)
+  np.testing.assert_allclose(metrics["d_loss"], loss, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(representation="image"),
+     r"wavegan.representation must be one of \('waveform', 'spectrogram'\), "
+     r"got 'image'"),
+    (dict(adversarial_pack=2), r"pack=2 packs waveforms .* needs pack=1"),
+])
+def test_bad_specgan_settings_are_named(overrides, message):
+  config = tiny_specgan_config().unlock()
+  if "representation" in overrides:
+    config.wavegan.representation = overrides["representation"]
+  else:
+    config.wavegan.adversarial.pack = overrides["adversarial_pack"]
+  with pytest.raises(stage_runner.UserFacingError, match=message):
+    wavegan_trainer.make_spec(config)

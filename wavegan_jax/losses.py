@@ -312,6 +312,39 @@ def latent_l2(z: jnp.ndarray) -> jnp.ndarray:
   return 0.5 * jnp.mean(jnp.sum(jnp.square(z.reshape(z.shape[0], -1)), -1))
 
 
+def mode_seeking_loss(outputs: jnp.ndarray, latents: jnp.ndarray,
+                      eps: float = 1e-5) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  """Mode seeking (Mao et al., 2019): 1 / (d(G(z1), G(z2)) / d(z1, z2) + eps).
+
+  The batch's first half is paired with its second half; d is the mean
+  absolute difference over each half's elements, as the paper's code
+  computes it. Minimising the loss pushes apart the outputs of different
+  latents, against a generator that maps many of them to one mode.
+
+  Args:
+    outputs: [B, ...] generator outputs, B even.
+    latents: [B, ...] the latents they came from.
+    eps: keeps the loss finite when the outputs coincide.
+
+  Returns:
+    (loss, ratio): scalars; ratio is d(outputs) / d(latents).
+
+  Raises:
+    ValueError: for an odd or mismatched batch.
+  """
+  batch = outputs.shape[0]
+  if batch % 2 or latents.shape[0] != batch:
+    raise ValueError(
+        f"mode_seeking_loss needs an even batch of outputs and as many "
+        f"latents, got {outputs.shape[0]} outputs and {latents.shape[0]} "
+        f"latents")
+  half = batch // 2
+  output_distance = jnp.mean(jnp.abs(outputs[:half] - outputs[half:]))
+  latent_distance = jnp.mean(jnp.abs(latents[:half] - latents[half:]))
+  ratio = output_distance / latent_distance
+  return 1.0 / (ratio + eps), ratio
+
+
 def gaussian_kl(mean: jnp.ndarray, log_variance: jnp.ndarray) -> jnp.ndarray:
   """KL(N(mean, exp(log_variance)) || N(0, 1)), summed over latent axes.
 

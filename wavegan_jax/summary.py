@@ -92,13 +92,11 @@ def _av_models(config) -> list[ModelSummary]:
 def _wavegan_models(config) -> list[ModelSummary]:
   from wavegan_jax.training import wavegan_trainer  # pylint: disable=g-import-not-at-top
   generator, discriminator = wavegan_trainer.models(config)
-  slice_len = config.data.builder_kwargs.slice_len
-  channels = config.data.builder_kwargs.num_channels
   return [
       _summarize("generator", generator,
                  jnp.zeros((1, config.wavegan.latent_dim))),
       _summarize("discriminator", discriminator,
-                 jnp.zeros((1, slice_len, channels))),
+                 jnp.zeros(wavegan_trainer.critic_input_shape(config))),
   ]
 
 

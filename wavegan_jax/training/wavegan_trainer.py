@@ -17,25 +17,77 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from wavegan_jax import losses
+from wavegan_jax.data import pipeline
+from wavegan_jax.models import specgan as specgan_lib
 from wavegan_jax.models import wavegan as wavegan_lib
 from wavegan_jax.training import gan
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 
 STAGE = "wavegan"
+# What the generator makes and the critic scores: waveforms (WaveGAN) or
+# normalised log-magnitude spectrograms inverted by Griffin-Lim (SpecGAN).
+REPRESENTATIONS = ("waveform", "spectrogram")
+
+
+def representation_of(config: ml_collections.ConfigDict) -> str:
+  """`wavegan.representation` ('waveform' when absent), checked.
+
+  Raises:
+    ValueError: for a name not in REPRESENTATIONS.
+  """
+  representation = config.wavegan.get("representation", "waveform")
+  if representation not in REPRESENTATIONS:
+    raise ValueError(f"wavegan.representation must be one of "
+                     f"{REPRESENTATIONS}, got {representation!r}")
+  return representation
 
 
 def models(config: ml_collections.ConfigDict):
   """(generator, discriminator) of the config."""
   slice_len = config.data.builder_kwargs.slice_len
   channels = config.data.builder_kwargs.num_channels
+  if representation_of(config) == "spectrogram":
+    return (specgan_lib.SpecGANGenerator(
+        slice_len=slice_len, num_channels=channels, **config.wavegan.model),
+            specgan_lib.SpecGANDiscriminator(**config.wavegan.discriminator))
   generator = wavegan_lib.WaveGANGenerator(
       slice_len=slice_len, num_channels=channels, **config.wavegan.model)
   discriminator = wavegan_lib.WaveGANDiscriminator(
       slice_len=slice_len, **config.wavegan.discriminator)
   return generator, discriminator
+
+
+def critic_input_shape(config: ml_collections.ConfigDict, pack: int = 1):
+  """The shape of one critic input: a (packed) waveform or a spectrogram."""
+  if representation_of(config) == "spectrogram":
+    return (1, specgan_lib.SPEC_BINS, specgan_lib.SPEC_BINS, 1)
+  builder = config.data.builder_kwargs
+  return (1, builder.slice_len, builder.num_channels * pack)
+
+
+def _generate(generator, g_params, z, spectrogram):
+  """The generator's output as the critic scores it.
+
+  For SpecGAN that is the normalised spectrogram; its audio (what export,
+  evaluation and previews read) is the module's default output.
+  """
+  if spectrogram:
+    return generator.apply({"params": g_params}, z, spectrogram=True)
+  return generator.apply({"params": g_params}, z)
+
+
+def _critic_real(generator, g_params, audio, spectrogram):
+  """Real clips as the critic scores them (SpecGAN: normalised spectrograms
+  under the training set's moments, which the generator's params hold)."""
+  if not spectrogram:
+    return audio
+  return generator.apply({"params": g_params}, audio,
+                         method=specgan_lib.SpecGANGenerator
+                         .normalized_spectrogram)
 
 
 def sample_latents(rng, batch_size, latent_dim):
@@ -86,22 +138,26 @@ def _finish_step(state, g_loss, g_grads, d_metrics, *, g_optimizer,
 
 def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
           d_optimizer, latent_dim, kind, d_steps, gp_weight, gp_examples,
-          ema_decay, pack=1):
+          ema_decay, pack=1, mode_seeking_weight=0.0, spectrogram=False):
   """d_steps critic updates, then a generator update against the new critic.
 
   With pack > 1 the critic (and its gradient penalty) sees packs of `pack`
   real or generated clips (`pack_examples`); every update still reads
-  train.batch_size clips.
+  train.batch_size clips. With mode_seeking_weight > 0 the generator's loss
+  adds that times `losses.mode_seeking_loss` of its batch. With spectrogram
+  (SpecGAN) the critic scores spectrograms of real and generated clips.
   """
-  real = pack_examples(batch["audio"], pack)
+  g_params_now = state["params"]["generator"]
+  real = pack_examples(_critic_real(generator, g_params_now, batch["audio"],
+                                    spectrogram), pack)
   d_rng, g_rng, g_shuffle_rng = jax.random.split(rng, 3)
   critic = _critic_fn(discriminator)
 
   def fake_fn(fake_rng, start, size):
     del start
     z = sample_latents(fake_rng, size * pack, latent_dim)
-    return pack_examples(
-        generator.apply({"params": state["params"]["generator"]}, z), pack)
+    return pack_examples(_generate(generator, g_params_now, z, spectrogram),
+                         pack)
 
   state, d_metrics = gan.discriminator_updates(
       state, critic, real, None, fake_fn, d_rng, num_updates=d_steps,
@@ -112,19 +168,37 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
   d_params = state["params"]["discriminator"]
 
   def g_loss_fn(g_params):
-    fake = pack_examples(generator.apply({"params": g_params}, z), pack)
-    return losses.generator_loss(
-        kind, critic(d_params, fake, None, g_shuffle_rng))
+    outputs = _generate(generator, g_params, z, spectrogram)
+    adversarial_loss = losses.generator_loss(
+        kind, critic(d_params, pack_examples(outputs, pack), None,
+                     g_shuffle_rng))
+    mode_terms = _mode_seeking_terms(outputs, z, mode_seeking_weight)
+    return (adversarial_loss + _weighted_mode_seeking(
+        mode_terms, mode_seeking_weight), (adversarial_loss, mode_terms))
 
-  g_loss, g_grads = jax.value_and_grad(g_loss_fn)(
-      state["params"]["generator"])
-  return _finish_step(state, g_loss, g_grads, d_metrics,
+  (_, (g_loss, mode_terms)), g_grads = jax.value_and_grad(
+      g_loss_fn, has_aux=True)(g_params_now)
+  return _finish_step(state, g_loss, g_grads, {**d_metrics, **mode_terms},
                       g_optimizer=g_optimizer, ema_decay=ema_decay)
+
+
+def _mode_seeking_terms(outputs, z, weight):
+  """{'mode_seeking_loss', 'mode_seeking_ratio'}; empty when weight is 0."""
+  if not weight:
+    return {}
+  loss, ratio = losses.mode_seeking_loss(outputs, z)
+  return {"mode_seeking_loss": loss, "mode_seeking_ratio": ratio}
+
+
+def _weighted_mode_seeking(mode_terms, weight):
+  """The generator's mode-seeking term (0 when off, adding nothing)."""
+  return weight * mode_terms["mode_seeking_loss"] if mode_terms else 0.0
 
 
 def _simultaneous_step(state, batch, rng, *, generator, discriminator,
                        g_optimizer, d_optimizer, latent_dim, gp_weight,
-                       gp_examples, ema_decay, pack=1):
+                       gp_examples, ema_decay, pack=1,
+                       mode_seeking_weight=0.0, spectrogram=False):
   """One WGAN-GP critic update and one generator update from the same state.
 
   Both networks' gradients come from one backward pass of the critic loss
@@ -134,22 +208,28 @@ def _simultaneous_step(state, batch, rng, *, generator, discriminator,
   of the critic loss's. That saves the alternating step's second generator
   forward and the critic's forward and backward on those fakes; the
   generator then descends against the critic before (not after) this
-  step's critic update.
+  step's critic update. A mode-seeking term (`_step`) enters the backward
+  pass with the opposite sign, which leaves the critic's gradient alone and
+  adds its own to the generator's.
   """
-  real = pack_examples(batch["audio"], pack)
+  real = pack_examples(_critic_real(generator, state["params"]["generator"],
+                                    batch["audio"], spectrogram), pack)
   z_rng, d_rng = jax.random.split(rng)
   critic = _critic_fn(discriminator)
   z = sample_latents(z_rng, batch["audio"].shape[0], latent_dim)
 
   def loss_fn(params):
-    fake = pack_examples(generator.apply({"params": params["generator"]}, z),
-                         pack)
-    return gan.critic_loss(critic, params["discriminator"], real, fake, None,
-                           d_rng, kind="wgan-gp", gp_weight=gp_weight,
-                           gp_examples=gp_examples)
+    outputs = _generate(generator, params["generator"], z, spectrogram)
+    d_loss, d_metrics = gan.critic_loss(
+        critic, params["discriminator"], real, pack_examples(outputs, pack),
+        None, d_rng, kind="wgan-gp", gp_weight=gp_weight,
+        gp_examples=gp_examples)
+    mode_terms = _mode_seeking_terms(outputs, z, mode_seeking_weight)
+    return (d_loss - _weighted_mode_seeking(mode_terms, mode_seeking_weight),
+            (d_loss, {**d_metrics, **mode_terms}))
 
-  (d_loss, d_metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state["params"])
+  (_, (d_loss, d_metrics)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state["params"])
   d_grads = grads["discriminator"]
   g_grads = jax.tree.map(jnp.negative, grads["generator"])
   state = state_lib.apply_gradients(state, "discriminator", d_grads,
@@ -218,6 +298,27 @@ def check_minibatch_std_group(discriminator, batch_size: int,
           f"= {batch_size}, gp_examples {gp_examples or 'all'})")
 
 
+def mode_seeking_weight_from(adversarial, batch_size: int) -> float:
+  """`adversarial.mode_seeking_weight` (0 or absent: off), checked.
+
+  Raises:
+    UserFacingError: unless it is a finite number >= 0, and for a weight
+      > 0 with an odd batch_size (the term pairs the batch's halves).
+  """
+  weight = adversarial.get("mode_seeking_weight", 0.0)
+  if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+      or not 0 <= weight < float("inf")):
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.mode_seeking_weight must be a finite number "
+        f">= 0 (0: off), got {weight!r}")
+  if weight and batch_size % 2:
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.mode_seeking_weight={weight} pairs the "
+        f"generator's batch in halves and needs an even train.batch_size, "
+        f"got {batch_size}")
+  return float(weight)
+
+
 def simultaneous_from(adversarial) -> bool:
   """Whether `adversarial.simultaneous` asks for `_simultaneous_step`.
 
@@ -235,16 +336,43 @@ def simultaneous_from(adversarial) -> bool:
   return simultaneous
 
 
+def spectrogram_moments(config: ml_collections.ConfigDict, *, manual_dir,
+                        data_dir):
+  """SpecGAN's per-bin (mean, std) of log magnitudes over the train split.
+
+  Raises:
+    UserFacingError: when the split holds no clips.
+  """
+  dataset = pipeline.make_dataset(
+      config.data.name, "train", global_batch_size=64, data_dir=data_dir,
+      builder_kwargs=dict(config.data.builder_kwargs), shuffle=False,
+      repeat=False, drop_remainder=False, process_index=0, process_count=1,
+      manual_dir=manual_dir)
+  slice_len = config.data.builder_kwargs.slice_len
+  log_magnitude = jax.jit(functools.partial(specgan_lib.log_magnitude,
+                                            slice_len=slice_len))
+  try:
+    return specgan_lib.moments(
+        np.asarray(log_magnitude(batch["audio"]))
+        for batch in dataset.as_numpy_iterator())
+  except ValueError as error:
+    raise stage_runner.UserFacingError(
+        f"SpecGAN's spectrogram moments: the train split of "
+        f"{config.data.folder!r} gave no clips ({error})") from error
+
+
 def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
               data_dir=None) -> stage_runner.StageSpec:
   """The StageSpec of the unconditional WaveGAN."""
   train_config = stage_runner.stage_train_config(config, STAGE)
+  try:
+    spectrogram = representation_of(config) == "spectrogram"
+  except ValueError as error:
+    raise stage_runner.UserFacingError(str(error)) from error
   generator, discriminator = models(config)
   g_optimizer = stage_runner.optimizer_from(train_config)
   d_optimizer = stage_runner.optimizer_from(train_config, prefix="d_")
   latent_dim = config.wavegan.latent_dim
-  slice_len = config.data.builder_kwargs.slice_len
-  channels = config.data.builder_kwargs.num_channels
   seed = config.seed
   ema_decay = stage_runner.ema_decay_from(train_config)
 
@@ -258,12 +386,30 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   gp_examples = gp_examples_from(adversarial, critic_batch)
   check_minibatch_std_group(config.wavegan.discriminator, critic_batch,
                             gp_examples)
+  if spectrogram and pack != 1:
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.pack={pack} packs waveforms along channels; "
+        f"the spectrogram representation (SpecGAN) needs pack=1")
+  folder_manual_dir = (None if manual_dir is None else
+                       os.path.join(manual_dir, config.data.folder))
+  # The training set's per-bin moments, read once and only where a state is
+  # made (a resumed run restores its own with the weights). init_fn is
+  # traced, so they are computed eagerly as constants.
+  @functools.cache
+  def moments():
+    with jax.ensure_compile_time_eval():
+      return spectrogram_moments(config, manual_dir=folder_manual_dir,
+                                 data_dir=data_dir)
 
   def init_fn():
     g_rng, d_rng = jax.random.split(jax.random.PRNGKey(seed))
     g_params = generator.init(g_rng, jnp.zeros((1, latent_dim)))["params"]
+    if spectrogram:
+      mean, std = moments()
+      g_params = {**g_params, "log_magnitude_mean": jnp.asarray(mean),
+                  "log_magnitude_std": jnp.asarray(std)}
     d_params = discriminator.init(
-        d_rng, jnp.zeros((1, slice_len, channels * pack)))["params"]
+        d_rng, jnp.zeros(critic_input_shape(config, pack)))["params"]
     return state_lib.create_train_state(
         {"generator": g_params, "discriminator": d_params},
         {"generator": g_optimizer, "discriminator": d_optimizer},
@@ -272,14 +418,15 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   common = dict(generator=generator, discriminator=discriminator,
                 g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                 latent_dim=latent_dim, gp_weight=adversarial.gp_weight,
-                gp_examples=gp_examples, ema_decay=ema_decay, pack=pack)
+                gp_examples=gp_examples, ema_decay=ema_decay, pack=pack,
+                mode_seeking_weight=mode_seeking_weight_from(
+                    adversarial, train_config.batch_size),
+                spectrogram=spectrogram)
   if simultaneous_from(adversarial):
     step_fn = functools.partial(_simultaneous_step, **common)
   else:
     step_fn = functools.partial(_step, kind=adversarial.loss,
                                 d_steps=adversarial.d_steps, **common)
-  folder_manual_dir = (None if manual_dir is None else
-                       os.path.join(manual_dir, config.data.folder))
   make_batches = stage_runner.host_batches(
       config, split="train",
       global_batch_size=train_config.batch_size * adversarial.d_steps,
