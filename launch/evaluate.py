@@ -9,6 +9,8 @@ Examples:
   python launch/evaluate.py --workdir=workdirs/av_digits
   python launch/evaluate.py --workdir=workdirs/wavegan \
       --judges_workdir=workdirs/judges --num_examples=1000
+  python launch/evaluate.py --workdir=workdirs/wavegan \
+      --judges_workdir=workdirs/judges --latent_scale=0.8
 
 Bad input (no trained generator, no judges, an unknown split) prints one
 line `error: ...` and exits with status 2.
@@ -36,6 +38,9 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32,
                                    "Generation / judging batch size.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise and subsets.")
+_LATENT_SCALE = flags.DEFINE_float(
+    "latent_scale", 1.0, "WaveGAN: the latents times this (< 1: "
+    "truncation); results go to W/eval_latent_scale_S.")
 
 
 def main(argv):
@@ -54,7 +59,7 @@ def main(argv):
         judges_workdir=_JUDGES_WORKDIR.value,
         num_examples=_NUM_EXAMPLES.value, manual_dir=_MANUAL_DIR.value,
         data_dir=_DATA_DIR.value, batch_size=_BATCH_SIZE.value,
-        seed=_SEED.value)
+        seed=_SEED.value, latent_scale=_LATENT_SCALE.value)
   except (evaluate.EvaluationError,
           checkpointing.CheckpointMismatchError) as error:
     print(f"error: {error}", file=sys.stderr)

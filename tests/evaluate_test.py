@@ -118,6 +118,16 @@ def _assert_each_exits_2_with_one_line(processes, expected_starts):
     assert "Traceback" not in stderr
 
 
+@pytest.fixture(scope="module")
+def tiny_wavegan(trained, tmp_path_factory, manual_dir):
+  """A trained wavegan:tiny workdir; each test's evaluation rewrites W/eval."""
+  workdir = tmp_path_factory.mktemp("wavegan")
+  trainer.train_and_evaluate(wavegan_config.get_config("tiny"),
+                             str(workdir), manual_dir=str(manual_dir),
+                             data_dir=str(trained[1]))
+  return workdir
+
+
 def _run_evaluate(*flags):
   return subprocess.Popen(
       [sys.executable, str(REPO / "launch" / "evaluate.py"), *flags],
@@ -156,12 +166,9 @@ def test_bad_input_exits_2_with_one_line(trained, tmp_path, manual_dir):
 
 
 def test_wavegan_workdir_reports_inception_and_diversity(
-    trained, tmp_path, manual_dir):
+    trained, tiny_wavegan, manual_dir):
   runs, data_dir = trained
-  workdir = tmp_path / "wavegan"
-  trainer.train_and_evaluate(wavegan_config.get_config("tiny"),
-                             str(workdir), manual_dir=str(manual_dir),
-                             data_dir=str(data_dir))
+  workdir = tiny_wavegan
   results = evaluate.evaluate(str(workdir), num_examples=12,
                               judges_workdir=str(runs / "judges"),
                               manual_dir=str(manual_dir),
@@ -190,6 +197,52 @@ def test_wavegan_workdir_reports_inception_and_diversity(
     assert (workdir / "eval" / link).is_file(), link
 
 
+def test_wavegan_latent_scale_scales_the_latents_and_writes_beside(
+    trained, tiny_wavegan, manual_dir, monkeypatch):
+  runs, data_dir = trained
+  workdir = tiny_wavegan
+  seen = []
+  generate = generate_lib.WaveGANGenerator.generate
+
+  def recording_generate(self, latents, batch_size=16):
+    seen.append(np.array(latents))
+    return generate(self, latents, batch_size)
+
+  monkeypatch.setattr(generate_lib.WaveGANGenerator, "generate",
+                      recording_generate)
+  kwargs = dict(num_examples=12, judges_workdir=str(runs / "judges"),
+                manual_dir=str(manual_dir), data_dir=str(data_dir),
+                batch_size=6)
+  evaluate.evaluate(str(workdir), **kwargs)
+  results = evaluate.evaluate(str(workdir), latent_scale=0.5, **kwargs)
+  np.testing.assert_array_equal(seen[1], seen[0] * np.float32(0.5))
+  scaled = workdir / "eval_latent_scale_0.5"
+  assert json.loads((scaled / "metrics.json").read_text()) == results
+  assert results["latent_scale"] == 0.5
+  # The unscaled evaluation is still there.
+  assert json.loads((workdir / "eval" / "metrics.json").read_text())[
+      "latent_scale"] == 1.0
+  assert "Latents scaled by 0.5 (truncation)." in (
+      scaled / "report.md").read_text()
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_latent_scale_is_named(trained, scale):
+  runs, _ = trained
+  with pytest.raises(evaluate.EvaluationError,
+                     match=f"latent_scale must be a finite number > 0, got "
+                     f"{re.escape(repr(scale))}"):
+    evaluate.evaluate(str(runs / "av"), latent_scale=scale)
+
+
+def test_latent_scale_of_an_av_run_is_named(trained):
+  runs, _ = trained
+  with pytest.raises(evaluate.EvaluationError,
+                     match="latent_scale=0.5 is for unconditional WaveGAN "
+                     "runs; .* is an audio-visual run"):
+    evaluate.evaluate(str(runs / "av"), latent_scale=0.5)
+
+
 def test_specgan_workdir_generates_audio_and_is_evaluated(
     trained, tmp_path, manual_dir):
   # SpecGAN trains in the wavegan stage; its export (weights and the train
@@ -209,15 +262,20 @@ def test_specgan_workdir_generates_audio_and_is_evaluated(
                               data_dir=str(data_dir), batch_size=6)
   assert 1.0 - 1e-9 <= results["inception_score"] <= 10.0
   assert sum(results["digit_counts"]) == 12
+  # The real clips' ceiling through the representation.
+  assert 1.0 - 1e-9 <= results["real_round_trip_inception_score"] <= 10.0
+  assert "Griffin-Lim back to audio) score IS" in (
+      workdir / "eval" / "report.md").read_text()
+  waveform = generate_lib.WaveGANGenerator(
+      workdir, wavegan_config.get_config("tiny"), load_export=False)
+  with pytest.raises(ValueError, match="round_trip needs a spectrogram"):
+    waveform.round_trip(clips)
 
 
 def test_wavegan_matched_inception_scores_as_many_clips_as_real(
-    trained, tmp_path, manual_dir, monkeypatch):
+    trained, tiny_wavegan, manual_dir, monkeypatch):
   runs, data_dir = trained
-  workdir = tmp_path / "wavegan"
-  trainer.train_and_evaluate(wavegan_config.get_config("tiny"),
-                             str(workdir), manual_dir=str(manual_dir),
-                             data_dir=str(data_dir))
+  workdir = tiny_wavegan
   scored = []
   inception_score = metrics_lib.inception_score
 

@@ -12,15 +12,20 @@ Two kinds of workdir (told apart by W/config.json, as the trainer does):
   generated clips next to the real test clips' (and of as many generated
   clips as real ones, in as many splits: `inception_score_matched`), and
   the WaveGAN paper's nearest-neighbour figures in judge-embedding space
-  (`evaluate_wavegan`).
+  (`evaluate_wavegan`). A latent scale below 1 draws the latents nearer
+  0 (truncation). For a SpecGAN run, the real clips are also scored after
+  the generator's spectrogram round trip (normalise, clip, Griffin-Lim):
+  the ceiling of what that representation can score.
 
 The judges hear 8 kHz audio of their config's clip length (8192 samples):
 audio at another rate is resampled (scipy's polyphase filter) and then
 cropped or zero-padded at the end to that length.
 
-Results go to W/eval/metrics.json and W/eval/report.md (`report.py`).
+Results go to W/eval/metrics.json and W/eval/report.md (`report.py`);
+with a latent scale s other than 1, to W/eval_latent_scale_s/.
 """
 
+import functools
 import json
 import math
 import os
@@ -47,6 +52,13 @@ DEFAULT_WAVEGAN_EXAMPLES = 1000
 
 class EvaluationError(stage_runner.UserFacingError):
   """Bad input to the evaluation (missing export, judges, unknown split)."""
+
+
+def eval_dir(workdir: str, latent_scale: float = 1.0) -> str:
+  """Where an evaluation's metrics.json and report go."""
+  if latent_scale == 1:
+    return os.path.join(workdir, EVAL_DIR)
+  return os.path.join(workdir, f"{EVAL_DIR}_latent_scale_{latent_scale:g}")
 
 
 def read_config(workdir: str, what: str = "workdir"
@@ -177,8 +189,8 @@ def _text(value) -> str:
 
 def evaluate_av(config, workdir, judges: Judges, *, split: str,
                 num_examples: Optional[int], manual_dir, data_dir,
-                batch_size: int, seed: int) -> dict:
-  """Generates for an AV-digits split and scores it; writes W/eval/."""
+                batch_size: int, seed: int, output_dir: str) -> dict:
+  """Generates for an AV-digits split and scores it; writes output_dir."""
   generator = _loaded(lambda: generate_lib.AVGenerator(workdir, config))
   check_split(config, split, manual_dir, data_dir,
               stage_runner.data_kwargs(config))
@@ -258,7 +270,6 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
       "stoi_failed": stoi.num_failed,
       "stft_distance": stft["total"],
   }
-  output_dir = os.path.join(workdir, EVAL_DIR)
   report.write_av_report(
       output_dir, results, generated=generated, real=real,
       reference=clips["reference"], digits=clips["digit"],
@@ -288,8 +299,12 @@ def _audio_folder_split(config, split, manual_dir, data_dir) -> np.ndarray:
 
 def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
                      num_examples: Optional[int], manual_dir, data_dir,
-                     batch_size: int, seed: int) -> dict:
-  """IS and nearest-neighbour figures of generated vs real clips."""
+                     batch_size: int, seed: int, output_dir: str,
+                     latent_scale: float = 1.0) -> dict:
+  """IS and nearest-neighbour figures of generated vs real clips.
+
+  latent_scale multiplies the latents (truncation below 1).
+  """
   generator = _loaded(lambda: generate_lib.WaveGANGenerator(workdir, config))
   folder_dir = (None if manual_dir is None else
                 os.path.join(manual_dir, config.data.folder))
@@ -298,8 +313,8 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
   count = num_examples or DEFAULT_WAVEGAN_EXAMPLES
   if count < 2:
     raise EvaluationError(f"num_examples must be >= 2, got {count}")
-  generated = _mono(generator.generate(generator.latents(count, seed),
-                                       batch_size))
+  generated = _mono(generator.generate(
+      generator.latents(count, seed) * np.float32(latent_scale), batch_size))
   real = _audio_folder_split(config, split, folder_dir, data_dir)
   train = _audio_folder_split(config, "train", folder_dir, data_dir)
   rate = config.data.builder_kwargs.sample_rate
@@ -326,6 +341,7 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
       "num_examples": count,
       "num_real_examples": len(real),
       "split": split,
+      "latent_scale": float(latent_scale),
       "inception_score": inception[0],
       "inception_score_std": inception[1],
       "real_inception_score": real_inception[0],
@@ -349,7 +365,15 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
           judged_real["embedding"], judged_real["embedding"],
           exclude_self=True))),
   }
-  report.write_wavegan_report(os.path.join(workdir, EVAL_DIR), results,
+  if generator.representation == "spectrogram":
+    # The real clips through the representation: the IS a SpecGAN could
+    # reach with perfect spectrograms.
+    round_trip = _mono(generator.round_trip(real[..., None], batch_size))
+    round_trip_inception = metrics_lib.inception_score(
+        judges(round_trip, rate, batch_size)["digit_probabilities"], splits)
+    results.update(real_round_trip_inception_score=round_trip_inception[0],
+                   real_round_trip_inception_score_std=round_trip_inception[1])
+  report.write_wavegan_report(output_dir, results,
                               generated=generated, real=real,
                               sample_rate=rate)
   return results
@@ -360,7 +384,7 @@ def evaluate(workdir: str, *, split: str = "test",
              num_examples: Optional[int] = None,
              manual_dir: Optional[str] = None,
              data_dir: Optional[str] = None, batch_size: int = 32,
-             seed: int = 0) -> dict:
+             seed: int = 0, latent_scale: float = 1.0) -> dict:
   """Evaluates a trained workdir; writes W/eval/metrics.json and report.md.
 
   Args:
@@ -373,6 +397,8 @@ def evaluate(workdir: str, *, split: str = "test",
     data_dir: the TFDS data dir.
     batch_size: generation and judging batch size.
     seed: seed of the noise / latents and of the subsets.
+    latent_scale: WaveGAN: the latents times this, > 0 (below 1:
+      truncation); the results then go to `eval_dir(workdir, latent_scale)`.
 
   Returns:
     The metrics written to metrics.json.
@@ -389,18 +415,29 @@ def evaluate(workdir: str, *, split: str = "test",
   manual_dir = manual_dir or os.environ.get("WAVEGAN_MANUAL_DIR")
   if manual_dir is not None and not os.path.isdir(manual_dir):
     raise EvaluationError(f"manual dir {manual_dir} does not exist")
+  if not (isinstance(latent_scale, (int, float))
+          and math.isfinite(latent_scale) and latent_scale > 0):
+    raise EvaluationError(f"latent_scale must be a finite number > 0, got "
+                          f"{latent_scale!r}")
+  output_dir = eval_dir(workdir, latent_scale)
   if "acoustic" in config:
+    if latent_scale != 1:
+      raise EvaluationError(f"latent_scale={latent_scale:g} is for "
+                            f"unconditional WaveGAN runs; {workdir} is an "
+                            "audio-visual run")
     evaluate_fn = evaluate_av
   elif "wavegan" in config:
-    evaluate_fn = evaluate_wavegan
+    evaluate_fn = functools.partial(evaluate_wavegan,
+                                    latent_scale=latent_scale)
   else:
     raise EvaluationError(f"{workdir}/config.json has no acoustic or wavegan "
                           "block: not a generator run to evaluate")
   judges = Judges(judges_workdir)
   results = evaluate_fn(config, workdir, judges, split=split,
                         num_examples=num_examples, manual_dir=manual_dir,
-                        data_dir=data_dir, batch_size=batch_size, seed=seed)
+                        data_dir=data_dir, batch_size=batch_size, seed=seed,
+                        output_dir=output_dir)
   results["judges_workdir"] = os.path.abspath(judges_workdir)
-  with open(os.path.join(workdir, EVAL_DIR, METRICS_FILE), "w") as f:
+  with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
     json.dump(results, f, indent=1)
   return results

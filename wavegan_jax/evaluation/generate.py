@@ -304,6 +304,7 @@ class WaveGANGenerator:
     slice_len: samples per generated clip.
     num_channels: audio channels.
     latent_dim: size of z.
+    representation: 'waveform' (WaveGAN) or 'spectrogram' (SpecGAN).
   """
 
   def __init__(self, workdir: PathLike,
@@ -333,6 +334,7 @@ class WaveGANGenerator:
       self.slice_len = int(builder.slice_len)
       self.num_channels = int(builder.num_channels)
       self.latent_dim = int(config.wavegan.latent_dim)
+      self.representation = wavegan_trainer.representation_of(config)
       self._generator = wavegan_trainer.models(config)[0]
       self._expected = jax.eval_shape(lambda: self._generator.init(
           jax.random.PRNGKey(0), jnp.zeros((1, self.latent_dim)))["params"])
@@ -345,6 +347,7 @@ class WaveGANGenerator:
                            "wavegan")["generator"]
     self._generate = jax.jit(
         lambda params, z: self._generator.apply({"params": params}, z))
+    self._round_trip = None
 
   def checkpoint_steps(self) -> list[int]:
     """The steps saved in <workdir>/wavegan/checkpoints, ascending."""
@@ -377,15 +380,32 @@ class WaveGANGenerator:
 
     Batches are padded to `batch_size` so that one compilation serves all.
     """
+    return self._batched(self._generate, latents, batch_size)
+
+  def _batched(self, fn, inputs, batch_size):
+    """fn(params, batch) over `inputs` in padded batches, float32."""
     if self._params is None:
       raise ValueError("no params loaded: call load_checkpoint first")
     outputs = []
-    for start in range(0, len(latents), batch_size):
-      chunk = latents[start:start + batch_size]
-      padded = fit_length(chunk, min(batch_size, len(latents)))
-      outputs.append(np.asarray(self._generate(self._params, padded))
-                     [:len(chunk)])
+    for start in range(0, len(inputs), batch_size):
+      chunk = inputs[start:start + batch_size]
+      padded = fit_length(chunk, min(batch_size, len(inputs)))
+      outputs.append(np.asarray(fn(self._params, padded))[:len(chunk)])
     return np.concatenate(outputs).astype(np.float32)
+
+  def round_trip(self, audio: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Real clips [N, slice_len, 1] through a SpecGAN's spectrogram and back.
+
+    Raises:
+      ValueError: a waveform generator, or no params loaded.
+    """
+    if self.representation != "spectrogram":
+      raise ValueError(f"round_trip needs a spectrogram generator; "
+                       f"{self.workdir} is {self.representation!r}")
+    if self._round_trip is None:
+      self._round_trip = jax.jit(lambda params, x: self._generator.apply(
+          {"params": params}, x, method="round_trip"))
+    return self._batched(self._round_trip, audio, batch_size)
 
   def preview(self, latents: np.ndarray) -> np.ndarray:
     """The clips of `latents` one after another, with silences between.

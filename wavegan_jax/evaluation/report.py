@@ -202,8 +202,18 @@ def write_wavegan_report(output_dir: str, results: dict, *, generated, real,
                      "real": results["real_digit_counts"]},
                     "digits the judge hears")
   r = results
+  scale = r.get("latent_scale", 1.0)
+  truncation = ([f"Latents scaled by {scale:g} (truncation).", ""]
+                if scale != 1 else [])
+  round_trip = ([
+      f"The real clips through this SpecGAN's representation (normalised "
+      f"spectrogram, clipped, Griffin-Lim back to audio) score IS "
+      f"{r['real_round_trip_inception_score']:.3f} ± "
+      f"{r['real_round_trip_inception_score_std']:.3f}: the most its "
+      "generated clips could score.", ""]
+                if "real_round_trip_inception_score" in r else [])
   lines = [
-      "# Evaluation (unconditional WaveGAN)", "",
+      "# Evaluation (unconditional WaveGAN)", "", *truncation,
       f"{r['num_examples']} generated clips; {r['num_real_examples']} real "
       f"clips of the `{r['split']}` split. Nearest-neighbour distances are "
       "mean Euclidean distances in the digit judge's embedding space, as "
@@ -227,7 +237,7 @@ def write_wavegan_report(output_dir: str, results: dict, *, generated, real,
       ]), "",
       "log IS of one split = H(y) - H(y|x): a high H(y|x) means clips the "
       "judge is unsure of, a low H(y) digits the generator drops or "
-      "favours.", "",
+      "favours.", "", *round_trip,
       "## Judged digits", "",
       "![judged digits](digits.png)", "",
       "## Spectrograms: generated next to real", "",

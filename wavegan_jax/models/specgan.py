@@ -39,6 +39,7 @@ import numpy as np
 import scipy.signal
 
 from wavegan_jax import spectral
+from wavegan_jax.models.wavegan import batch_norm
 
 SPEC_BINS = 128
 N_FFT = 256
@@ -412,10 +413,6 @@ class PhaseSplitConv(_Strided2D):
     return strided_conv(x, kernel, bias, stride)
 
 
-def _batch_norm(name):
-  return nn.BatchNorm(momentum=0.99, epsilon=1e-3, name=name)
-
-
 class SpecGANGenerator(nn.Module):
   """z [B, latent] -> spectrogram [B, 128, 128, 1] or audio [B, slice_len, 1].
 
@@ -453,8 +450,8 @@ class SpecGANGenerator(nn.Module):
         SubpixelConvTranspose(width, self.kernel_size, 2, name=f"upconv_{i}")
         for i, width in enumerate(widths)]
     if self.use_batchnorm:
-      self.z_project_bn = _batch_norm("z_project_bn")
-      self.upconv_bns = [_batch_norm(f"upconv_{i}_bn")
+      self.z_project_bn = batch_norm("z_project_bn")
+      self.upconv_bns = [batch_norm(f"upconv_{i}_bn")
                          for i in range(len(widths) - 1)]
 
   def _moments(self):
@@ -510,6 +507,18 @@ class SpecGANGenerator(nn.Module):
     log_mag = log_magnitude(audio, self.slice_len)
     return normalize(log_mag, mean, std)[..., None]
 
+  def round_trip(self, audio):
+    """Real audio [B, slice_len, 1] through the representation and back.
+
+    Normalised, clipped and inverted as the generator's own spectrograms
+    are: what a perfect generator of spectrograms would sound like.
+    """
+    mean, std = self._moments()
+    audio = spectrogram_to_audio(self.normalized_spectrogram(audio), mean,
+                                 std, self.slice_len,
+                                 self.griffin_lim_iterations)
+    return audio[..., None]
+
 
 class SpecGANDiscriminator(nn.Module):
   """Spectrogram [B, 128, 128, C] -> WGAN critic logits [B].
@@ -551,7 +560,7 @@ class SpecGANDiscriminator(nn.Module):
       h = PhaseSplitConv(self.dim * 2**i, self.kernel_size, 2,
                          name=f"downconv_{i}")(h)
       if self.use_batchnorm and i > 0:
-        h = _batch_norm(f"downconv_{i}_bn")(h, use_running_average=not train)
+        h = batch_norm(f"downconv_{i}_bn", train)(h)
       h = nn.leaky_relu(h, 0.2)
     return nn.Dense(1, kernel_init=_KERNEL_INIT, name="output")(
         h.reshape(h.shape[0], -1))[:, 0]

@@ -125,9 +125,13 @@ def minibatch_stddev(h, group_size):
   return jnp.concatenate([h, channel], axis=-1)
 
 
-def _batch_norm(name, train):
-  return nn.BatchNorm(use_running_average=not train, momentum=0.99,
-                      epsilon=1e-3, name=name)
+def batch_norm(name, train=None):
+  """The official code's batch norm (TensorFlow's momentum and epsilon).
+
+  With train None, use_running_average is left to the call.
+  """
+  return nn.BatchNorm(use_running_average=None if train is None else not train,
+                      momentum=0.99, epsilon=1e-3, name=name)
 
 
 class WaveGANGenerator(nn.Module):
@@ -179,7 +183,7 @@ class WaveGANGenerator(nn.Module):
                  name="z_project")(z)
     x = x.reshape(z.shape[0], length, channels)
     if self.use_batchnorm:
-      x = _batch_norm("z_project_bn", train)(x)
+      x = batch_norm("z_project_bn", train)(x)
     x = nn.relu(x)
     for i, (features, stride) in enumerate(layers):
       name = f"upconv_{i}"
@@ -194,7 +198,7 @@ class WaveGANGenerator(nn.Module):
                         name=name)(x)
       if i < len(layers) - 1:
         if self.use_batchnorm:
-          x = _batch_norm(f"{name}_bn", train)(x)
+          x = batch_norm(f"{name}_bn", train)(x)
         x = nn.relu(x)
     x = jnp.tanh(x)
     if self.post_proc_filter_len:
@@ -268,7 +272,7 @@ class WaveGANDiscriminator(nn.Module):
                       kernel_init=_KERNEL_INIT, impl=self.conv_impl,
                       name=f"downconv_{i}")(h)
       if self.use_batchnorm and i > 0:
-        h = _batch_norm(f"downconv_{i}_bn", train)(h)
+        h = batch_norm(f"downconv_{i}_bn", train)(h)
       h = nn.leaky_relu(h, 0.2)
       features.append(h)
       if i < 4 and shuffle_rngs is not None:

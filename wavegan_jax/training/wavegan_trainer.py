@@ -172,9 +172,8 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
     adversarial_loss = losses.generator_loss(
         kind, critic(d_params, pack_examples(outputs, pack), None,
                      g_shuffle_rng))
-    mode_terms = _mode_seeking_terms(outputs, z, mode_seeking_weight)
-    return (adversarial_loss + _weighted_mode_seeking(
-        mode_terms, mode_seeking_weight), (adversarial_loss, mode_terms))
+    mode_seeking, mode_terms = _mode_seeking(outputs, z, mode_seeking_weight)
+    return (adversarial_loss + mode_seeking, (adversarial_loss, mode_terms))
 
   (_, (g_loss, mode_terms)), g_grads = jax.value_and_grad(
       g_loss_fn, has_aux=True)(g_params_now)
@@ -182,17 +181,16 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
                       g_optimizer=g_optimizer, ema_decay=ema_decay)
 
 
-def _mode_seeking_terms(outputs, z, weight):
-  """{'mode_seeking_loss', 'mode_seeking_ratio'}; empty when weight is 0."""
+def _mode_seeking(outputs, z, weight):
+  """(weight * mode-seeking loss, its metrics); (0, {}) when weight is 0.
+
+  Off, nothing is traced, so the step is the paper's.
+  """
   if not weight:
-    return {}
+    return 0.0, {}
   loss, ratio = losses.mode_seeking_loss(outputs, z)
-  return {"mode_seeking_loss": loss, "mode_seeking_ratio": ratio}
-
-
-def _weighted_mode_seeking(mode_terms, weight):
-  """The generator's mode-seeking term (0 when off, adding nothing)."""
-  return weight * mode_terms["mode_seeking_loss"] if mode_terms else 0.0
+  return weight * loss, {"mode_seeking_loss": loss,
+                         "mode_seeking_ratio": ratio}
 
 
 def _simultaneous_step(state, batch, rng, *, generator, discriminator,
@@ -224,9 +222,8 @@ def _simultaneous_step(state, batch, rng, *, generator, discriminator,
         critic, params["discriminator"], real, pack_examples(outputs, pack),
         None, d_rng, kind="wgan-gp", gp_weight=gp_weight,
         gp_examples=gp_examples)
-    mode_terms = _mode_seeking_terms(outputs, z, mode_seeking_weight)
-    return (d_loss - _weighted_mode_seeking(mode_terms, mode_seeking_weight),
-            (d_loss, {**d_metrics, **mode_terms}))
+    mode_seeking, mode_terms = _mode_seeking(outputs, z, mode_seeking_weight)
+    return d_loss - mode_seeking, (d_loss, {**d_metrics, **mode_terms})
 
   (_, (d_loss, d_metrics)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state["params"])
