@@ -90,7 +90,9 @@ def get_config(arg=None):
   # losses.mode_seeking_loss, which pushes apart the clips of different
   # latents (Mao et al., 2019; not in the paper). At 1 the judge is surer
   # of the clips and the IS rose from 0.44 to 0.62 of real at step 10000
-  # (quality.md, WaveGAN run 33).
+  # (quality.md, WaveGAN run 33), but the silence after the word fills
+  # with noise (silent_fraction 0.58 -> 0.01, real 0.60; run 40): set 0
+  # for clips that end in silence.
   config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0,
                                     gp_examples=0, simultaneous=False, pack=1,
                                     mode_seeking_weight=1.0)

@@ -189,6 +189,9 @@ def test_wavegan_workdir_reports_inception_and_diversity(
   for prefix in ("", "real_"):
     assert 0.0 <= written[prefix + "conditional_entropy"] <= np.log(10)
     assert 0.0 <= written[prefix + "marginal_entropy"] <= np.log(10) + 1e-9
+  # FSDD's test clips: a word, then silence (zero padding) to 1.024 s.
+  assert 0.5 < written["real_silent_fraction"] < 0.7
+  assert 0.0 <= written["silent_fraction"] <= 1.0
   for key in ("nn_train_distance", "nn_self_distance",
               "real_nn_train_distance", "real_nn_self_distance"):
     assert np.isfinite(written[key]) and written[key] >= 0.0, key

@@ -138,6 +138,23 @@ def test_detect_onset_batches_and_marks_silence():
   assert math.isnan(detected[1])
 
 
+def test_silent_fraction_counts_quiet_frames():
+  # 256-sample frames at 8 kHz: a clip of 4 frames, the first loud, the
+  # second at -40 dBFS, the last two at -60 dBFS and 0.
+  clip = np.concatenate([np.full(256, 0.5), np.full(256, 0.01),
+                         np.full(256, 0.001), np.zeros(256)])
+  assert metrics.silent_fraction(clip, RATE) == 0.5
+  assert metrics.silent_fraction(clip, RATE, threshold_db=-30.0) == 0.75
+  # Over a batch, a share of all frames; a trailing part frame is dropped.
+  batch = np.stack([clip, np.full(1024, 0.5)])
+  assert metrics.silent_fraction(batch, RATE) == 0.25
+  assert metrics.silent_fraction(np.concatenate([clip, np.zeros(100)]),
+                                 RATE) == 0.5
+  with pytest.raises(ValueError, match="100 samples are shorter than one "
+                     "32.0 ms frame"):
+    metrics.silent_fraction(np.zeros(100), RATE)
+
+
 def test_sync_error_ms():
   clips = np.stack([_tone_after(1024), _tone_after(512), np.zeros(4096)])
   errors, median = metrics.sync_error_ms(clips, [4, 4, 1],

@@ -355,6 +355,8 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
       "real_conditional_entropy": real_entropies["conditional_entropy"],
       "real_marginal_entropy": real_entropies["marginal_entropy"],
       "real_digit_counts": real_entropies["class_counts"],
+      "silent_fraction": metrics_lib.silent_fraction(generated, rate),
+      "real_silent_fraction": metrics_lib.silent_fraction(real, rate),
       "nn_train_distance": float(np.mean(nearest(
           judged["embedding"], judged_train["embedding"]))),
       "nn_self_distance": float(np.mean(nearest(

@@ -222,6 +222,34 @@ def frame_rms(audio, frame_length: int, hop_length: int) -> np.ndarray:
   return np.sqrt(np.mean(audio[:, index] ** 2, axis=-1))
 
 
+def silent_fraction(audio, sample_rate: int, frame_ms: float = 32.0,
+                    threshold_db: float = -50.0) -> float:
+  """The share of `frame_ms` frames (no overlap) quieter than threshold_db.
+
+  The threshold is in dB of RMS against full scale (1.0). A spoken digit in
+  a one-second clip leaves most of the clip silent (FSDD test clips: 0.60
+  of their frames); the judges barely hear what fills that silence, so this
+  shows what the inception score misses.
+
+  Args:
+    audio: [N] or [B, N] waveform, at least one frame long.
+    sample_rate: in Hz.
+    frame_ms: frame length.
+    threshold_db: RMS below this (dBFS) is silence.
+
+  Returns:
+    The fraction of all the clips' frames that are silent, in [0, 1].
+  """
+  frame_length = max(1, int(round(frame_ms * sample_rate / 1000)))
+  audio = _as_batch(audio, "silent_fraction")
+  if audio.shape[1] < frame_length:
+    raise ValueError(f"silent_fraction: clips of {audio.shape[1]} samples "
+                     f"are shorter than one {frame_ms} ms frame "
+                     f"({frame_length} samples)")
+  rms = frame_rms(audio, frame_length, frame_length)
+  return float(np.mean(rms < 10.0 ** (threshold_db / 20.0)))
+
+
 def detect_onset(audio, sample_rate: int, frame_ms: float = 10.0,
                  hop_ms: float = 2.5, threshold_db: float = -20.0,
                  silence_rms: float = 1e-4) -> np.ndarray:

@@ -234,6 +234,8 @@ def write_wavegan_report(output_dir: str, results: dict, *, generated, real,
            r["conditional_entropy"], r["real_conditional_entropy"]),
           ("entropy of the judged digits, H(y) (nats)",
            r["marginal_entropy"], r["real_marginal_entropy"]),
+          ("share of 32 ms frames below -50 dBFS (silence)",
+           r["silent_fraction"], r["real_silent_fraction"]),
       ]), "",
       "log IS of one split = H(y) - H(y|x): a high H(y|x) means clips the "
       "judge is unsure of, a low H(y) digits the generator drops or "
