@@ -192,6 +192,19 @@ def make_dataset(name: str, split: str, *, global_batch_size: int,
   return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def whole_split(name: str, split: str, *, builder_kwargs: Mapping[str, Any],
+                data_dir: str | None = None, manual_dir: str | None = None,
+                batch_size: int = 64) -> tf.data.Dataset:
+  """Every example of a split once, in file order, in batches of batch_size
+  (the last one partial), read by this process alone: for evaluation and
+  statistics, not training."""
+  return make_dataset(
+      name, split, global_batch_size=batch_size, data_dir=data_dir,
+      builder_kwargs=builder_kwargs, shuffle=False, repeat=False,
+      drop_remainder=False, process_index=0, process_count=1,
+      manual_dir=manual_dir)
+
+
 def global_batches(dataset: tf.data.Dataset, mesh: jax.sharding.Mesh,
                    axis: str = "data") -> Iterator[dict[str, jax.Array]]:
   """Per-process batches -> global jax.Arrays sharded over `axis`.

@@ -288,11 +288,9 @@ def _mono(audio: np.ndarray) -> np.ndarray:
 
 
 def _audio_folder_split(config, split, manual_dir, data_dir) -> np.ndarray:
-  dataset = pipeline.make_dataset(
-      config.data.name, split, global_batch_size=64, data_dir=data_dir,
-      builder_kwargs=dict(config.data.builder_kwargs), shuffle=False,
-      repeat=False, drop_remainder=False, process_index=0, process_count=1,
-      manual_dir=manual_dir)
+  dataset = pipeline.whole_split(
+      config.data.name, split, data_dir=data_dir, manual_dir=manual_dir,
+      builder_kwargs=dict(config.data.builder_kwargs))
   return np.concatenate([_mono(batch["audio"])
                          for batch in dataset.as_numpy_iterator()])
 

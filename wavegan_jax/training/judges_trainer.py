@@ -72,11 +72,9 @@ def split_clips(config: ml_collections.ConfigDict, split: str, *,
   Returns:
     {field: array [num_examples, ...]}.
   """
-  dataset = pipeline.make_dataset(
-      config.data.name, split, global_batch_size=64, data_dir=data_dir,
-      builder_kwargs=stage_runner.data_kwargs(config), shuffle=False,
-      repeat=False, drop_remainder=False, process_index=0, process_count=1,
-      manual_dir=manual_dir)
+  dataset = pipeline.whole_split(
+      config.data.name, split, data_dir=data_dir, manual_dir=manual_dir,
+      builder_kwargs=stage_runner.data_kwargs(config))
   if limit is not None:
     dataset = dataset.unbatch().take(limit).batch(64)
   parts = {field: [] for field in fields}

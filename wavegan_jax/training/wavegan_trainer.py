@@ -340,11 +340,9 @@ def spectrogram_moments(config: ml_collections.ConfigDict, *, manual_dir,
   Raises:
     UserFacingError: when the split holds no clips.
   """
-  dataset = pipeline.make_dataset(
-      config.data.name, "train", global_batch_size=64, data_dir=data_dir,
-      builder_kwargs=dict(config.data.builder_kwargs), shuffle=False,
-      repeat=False, drop_remainder=False, process_index=0, process_count=1,
-      manual_dir=manual_dir)
+  dataset = pipeline.whole_split(
+      config.data.name, "train", data_dir=data_dir, manual_dir=manual_dir,
+      builder_kwargs=dict(config.data.builder_kwargs))
   slice_len = config.data.builder_kwargs.slice_len
   log_magnitude = jax.jit(functools.partial(specgan_lib.log_magnitude,
                                             slice_len=slice_len))
