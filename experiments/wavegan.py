@@ -93,9 +93,16 @@ def get_config(arg=None):
   # (quality.md, WaveGAN run 33), but the silence after the word fills
   # with noise (silent_fraction 0.58 -> 0.01, real 0.60; run 40): set 0
   # for clips that end in silence.
+  # mode_seeking_space='log_mel': the term's distance between floored
+  # log-mel frames (run 41: keeps part of the silence, none of the gain).
+  # loudness_weight > 0: the generator's loss adds that times the dB
+  # distance between its and the real batch's frame loudnesses (run 42:
+  # holds the silence, loses the gain).
   config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0,
                                     gp_examples=0, simultaneous=False, pack=1,
-                                    mode_seeking_weight=1.0)
+                                    mode_seeking_weight=1.0,
+                                    mode_seeking_space="waveform",
+                                    loudness_weight=0.0)
   config.wavegan.train = {}
 
   if variant == "paper":

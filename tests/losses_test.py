@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import librosa
 import numpy as np
 import pytest
+import scipy.stats
 
 from wavegan_jax import losses
 
@@ -183,6 +184,52 @@ def test_mode_seeking_loss_value_gradient_and_bad_batches():
     losses.mode_seeking_loss(outputs[:3], latents[:3])
   with pytest.raises(ValueError, match="4 outputs and 2 latents"):
     losses.mode_seeking_loss(outputs, latents[:2])
+
+
+def test_frame_loudness_db_known_levels():
+  # A full-scale square wave is 0 dB, one at 0.01 is -40 dB (plus the
+  # floor's power), silence sits at the floor; the partial frame is dropped.
+  clips = np.zeros((2, 40, 1), np.float32)
+  clips[0, :20] = 1.0
+  clips[0, 20:] = -1.0
+  clips[1, :10] = 0.01
+  db = np.asarray(losses.frame_loudness_db(jnp.asarray(clips), 10))
+  assert db.shape == (2, 4, 1)
+  np.testing.assert_allclose(db[0, :, 0], 0.0, atol=1e-5)
+  np.testing.assert_allclose(db[1, :, 0], [10 * np.log10(1e-4 + 1e-7), -70.0,
+                                           -70.0, -70.0], atol=1e-4)
+  with pytest.raises(ValueError, match="clips of 40 samples are shorter "
+                                       "than one frame of 64"):
+    losses.frame_loudness_db(jnp.asarray(clips), 64)
+
+
+def test_loudness_distance_is_wasserstein_and_pulls_toward_real():
+  rng = np.random.default_rng(0)
+  generated = rng.normal(size=(4, 512, 1)).astype(np.float32) * 0.01
+  real = rng.normal(size=(4, 512, 1)).astype(np.float32) * 0.1
+  real[:, 300:] = 0.0
+  db = lambda a: np.asarray(losses.frame_loudness_db(jnp.asarray(a), 32))
+  distance = losses.loudness_distance(jnp.asarray(generated),
+                                      jnp.asarray(real), 32)
+  assert float(distance) == pytest.approx(scipy.stats.wasserstein_distance(
+      db(generated).ravel(), db(real).ravel()), rel=1e-5)
+  assert float(losses.loudness_distance(jnp.asarray(real), jnp.asarray(real),
+                                        32)) == 0.0
+  # A real batch of another size is read at the generated quantiles.
+  two = losses.loudness_distance(jnp.asarray(generated), jnp.asarray(real[:2]),
+                                 32)
+  assert float(two) == pytest.approx(scipy.stats.wasserstein_distance(
+      db(generated).ravel(), db(real[:2]).ravel()), rel=0.02)
+  grad = jax.grad(lambda g: losses.loudness_distance(g, jnp.asarray(real),
+                                                     32))(
+                                                         jnp.asarray(generated))
+  moved = jnp.asarray(generated) - 1e-4 * grad / jnp.max(jnp.abs(grad))
+  assert float(losses.loudness_distance(moved, jnp.asarray(real),
+                                        32)) < float(distance)
+  with pytest.raises(ValueError, match=r"clips of one shape, got generated "
+                                       r"\(512, 1\) and real \(256, 1\)"):
+    losses.loudness_distance(jnp.asarray(generated),
+                             jnp.asarray(real[:, :256]), 32)
 
 
 def test_weighted_sum_skips_zero_weights_and_names_unknown_terms():

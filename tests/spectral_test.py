@@ -122,3 +122,34 @@ def test_log_mel_is_jittable_and_differentiable_at_silence():
   assert grad.shape == (2, 1024)
   assert np.all(np.isfinite(np.asarray(grad)))
   assert np.abs(np.asarray(grad[0])).max() > 0
+
+
+@pytest.mark.parametrize("sample_rate,n_fft,level", [(8000, 256, -50.0),
+                                                     (16000, 512, -30.0)])
+def test_noise_mel_floor_is_white_noise_on_average(sample_rate, n_fft, level):
+  noise = _noise((16, 8192)) * 10.0 ** (level / 20)
+  mels = np.exp(np.asarray(spectral.log_mel_spectrogram(
+      noise, sample_rate, n_fft, n_fft // 4, 40, eps=1e-12)))
+  simulated = mels[:, 4:-4].mean((0, 1))  # away from the reflected edges
+  np.testing.assert_allclose(
+      spectral.noise_mel_floor(sample_rate, n_fft, 40, level), simulated,
+      rtol=0.05)
+
+
+def test_floored_log_mel_barely_tells_two_noises_apart():
+  # Two independent noises at -40 dBFS: their waveforms differ more than
+  # either differs from silence, their floored log-mels far less, and
+  # noise 30 dB under the floor adds about log(1 + 10^(-30/20)) = 0.031.
+  quiet = 10.0 ** (-40 / 20)
+  first, second = _noise((4, 8192), 1) * quiet, _noise((4, 8192), 2) * quiet
+  silence = np.zeros_like(first)
+  features = lambda a: np.asarray(spectral.floored_log_mel(a, 8000))
+  distance = lambda a, b, f: np.mean(np.abs(f(a) - f(b)))
+  waveform = lambda a: a
+  assert distance(first, second, waveform) > distance(first, silence,
+                                                      waveform)
+  assert distance(first, second, features) < 0.25 * distance(
+      first, silence, features)
+  under = distance(first * 10 ** (-40 / 20), silence, features)
+  assert 0.02 < under < 0.04
+  assert features(first).shape == (4, 129, 40)

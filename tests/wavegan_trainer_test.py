@@ -4,6 +4,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from experiments import wavegan as wavegan_config
 from tests.conftest import tiny_specgan_config
 from wavegan_jax import losses
+from wavegan_jax import spectral
 from wavegan_jax.data import pipeline
 from wavegan_jax.models import specgan
 from wavegan_jax.training import gan
@@ -425,11 +427,16 @@ def test_gp_examples_count_packs():
                           d_steps=1, pack=2, gp_examples=3)
 
 
-@pytest.mark.parametrize("simultaneous", [False, True])
-def test_mode_seeking_adds_its_gradient_to_the_generator_only(simultaneous):
-  # With SGD at rate 1, the step with the term minus the step without it
-  # is -weight * grad(mode_seeking_loss) in the generator and 0 in the
-  # critic: the same latents and critic serve both steps.
+@pytest.mark.parametrize("simultaneous,term", [
+    (False, "waveform"), (True, "waveform"), (False, "log_mel"),
+    (True, "log_mel"), (False, "loudness"), (True, "loudness")])
+def test_extra_terms_add_their_gradient_to_the_generator_only(simultaneous,
+                                                              term):
+  # With SGD at rate 1, the step with a term minus the step without it is
+  # -weight * grad(term) in the generator and 0 in the critic: the same
+  # latents and critic serve both steps. Mode seeking in the log-mel space
+  # reads log_mel_features of the clips; the loudness term compares the
+  # clips with the real batch.
   optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
   config, generator, discriminator, state = _tiny_models_and_state(optimizer)
   batch = _random_audio_batch(config, 2)
@@ -445,13 +452,26 @@ def test_mode_seeking_adds_its_gradient_to_the_generator_only(simultaneous):
                              d_steps=1, **common)
     z_rng = jax.random.split(rng, 3)[1]
   weight = 0.5
-  plain, plain_metrics = step(state, batch, rng)
-  seeking, metrics = step(state, batch, rng, mode_seeking_weight=weight)
-
   z = wavegan_trainer.sample_latents(z_rng, 4, 100)
   g_params = state["params"]["generator"]
-  loss_fn = lambda p: losses.mode_seeking_loss(
-      generator.apply({"params": p}, z), z)[0]
+  plain, plain_metrics = step(state, batch, rng)
+  if term == "loudness":
+    seeking, metrics = step(state, batch, rng, loudness_weight=weight,
+                            loudness_frame_length=64)
+    metric = "loudness_distance"
+    loss_fn = lambda p: losses.loudness_distance(
+        generator.apply({"params": p}, z), batch["audio"], 64)
+  else:
+    features = wavegan_trainer.mode_seeking_features_from(
+        {"mode_seeking_space": term}, "waveform",
+        config.data.builder_kwargs.sample_rate)
+    assert (features is None) == (term == "waveform")
+    seeking, metrics = step(state, batch, rng, mode_seeking_weight=weight,
+                            mode_seeking_features=features)
+    metric = "mode_seeking_loss"
+    as_seen = features or (lambda clips: clips)
+    loss_fn = lambda p: losses.mode_seeking_loss(
+        as_seen(generator.apply({"params": p}, z)), z)[0]
   ms_loss, ms_grad = jax.value_and_grad(loss_fn)(g_params)
   # The adversarial gradient, summed in another order, leaves float32
   # noise far below the term's own size (checked on the next line).
@@ -465,11 +485,11 @@ def test_mode_seeking_adds_its_gradient_to_the_generator_only(simultaneous):
   for got, without in zip(jax.tree.leaves(seeking["params"]["discriminator"]),
                           jax.tree.leaves(plain["params"]["discriminator"])):
     np.testing.assert_array_equal(got, without)
-  np.testing.assert_allclose(metrics["mode_seeking_loss"], ms_loss, rtol=1e-5)
+  np.testing.assert_allclose(metrics[metric], ms_loss, rtol=1e-5)
   # g_loss and d_loss stay the adversarial terms, comparable across runs.
   for key in ("g_loss", "d_loss"):
     np.testing.assert_allclose(metrics[key], plain_metrics[key], rtol=1e-6)
-  assert "mode_seeking_loss" not in plain_metrics
+  assert metric not in plain_metrics
 
 
 # The config's float field already refuses bools and strings.
@@ -477,6 +497,65 @@ def test_mode_seeking_adds_its_gradient_to_the_generator_only(simultaneous):
 def test_bad_mode_seeking_weight_is_named(weight):
   _assert_make_spec_names(r"mode_seeking_weight must be a finite number >= 0 "
                           r"\(0: off\)", mode_seeking_weight=weight)
+
+
+def test_bad_mode_seeking_space_is_named():
+  _assert_make_spec_names(r"mode_seeking_space must be one of waveform, "
+                          r"log_mel, got 'mel'", mode_seeking_weight=1.0,
+                          mode_seeking_space="mel")
+
+
+def test_log_mel_mode_seeking_on_a_specgan_is_named():
+  config = tiny_specgan_config().unlock()
+  config.wavegan.adversarial.mode_seeking_weight = 1.0
+  config.wavegan.adversarial.mode_seeking_space = "log_mel"
+  with pytest.raises(stage_runner.UserFacingError,
+                     match="mode_seeking_space='log_mel' reads waveforms; a "
+                           "spectrogram generator's outputs are not"):
+    wavegan_trainer.make_spec(config)
+
+
+def test_log_mel_features_fold_channels_and_floor_the_silence():
+  # Two channels of 8 kHz audio: 32 ms frames (256 samples, hop 64), 40
+  # bands per frame, the channels' frames one after the other. Silence
+  # sits at the floor, log of white noise at -50 dBFS in each band.
+  clip = np.zeros((2, 8192, 2), np.float32)
+  clip[1, :, 1] = np.sin(np.arange(8192) * 2 * np.pi * 440 / 8000)
+  got = np.asarray(wavegan_trainer.log_mel_features(jnp.asarray(clip), 8000))
+  assert got.shape == (2, 2 * 129, 40)
+  floor = np.log(spectral.noise_mel_floor(8000, 256, 40, -50.0))
+  np.testing.assert_allclose(got[0], np.broadcast_to(floor, (258, 40)),
+                             atol=1e-4)
+  np.testing.assert_allclose(got[1, :129], got[0, :129], atol=1e-4)
+  assert np.max(got[1, 129:] - floor) > 5.0
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_bad_loudness_weight_is_named(weight):
+  _assert_make_spec_names(r"loudness_weight must be a finite number >= 0 "
+                          r"\(0: off\)", loudness_weight=weight)
+
+
+def test_loudness_on_a_specgan_is_named():
+  config = tiny_specgan_config().unlock()
+  config.wavegan.adversarial.loudness_weight = 1.0
+  with pytest.raises(stage_runner.UserFacingError,
+                     match="loudness_weight=1.0 reads waveforms; a "
+                           "spectrogram generator's outputs are not"):
+    wavegan_trainer.make_spec(config)
+
+
+def test_loudness_frames_are_32_ms_and_need_one_frame():
+  adversarial = {"loudness_weight": 1.0}
+  builder = ml_collections.ConfigDict({"sample_rate": 8000,
+                                       "slice_len": 8192})
+  assert wavegan_trainer.loudness_from(adversarial, "waveform", builder) == {
+      "loudness_weight": 1.0, "loudness_frame_length": 256}
+  builder.slice_len = 200
+  with pytest.raises(stage_runner.UserFacingError,
+                     match=r"at least one 32 ms frame \(256 samples\), got "
+                           r"slice_len 200"):
+    wavegan_trainer.loudness_from(adversarial, "waveform", builder)
 
 
 def test_mode_seeking_needs_an_even_batch():

@@ -241,3 +241,51 @@ def log_mel_spectrogram(audio: jnp.ndarray,
   filters = mel_filterbank(sample_rate, n_fft, num_mels, fmin, fmax)
   mels = jnp.matmul(mags, jnp.asarray(filters, dtype=mags.dtype))
   return jnp.log(jnp.maximum(mels, eps))
+
+
+def noise_mel_floor(sample_rate: int, n_fft: int, num_mels: int,
+                    level_dbfs: float) -> np.ndarray:
+  """Each mel band's expected magnitude for white noise at level_dbfs RMS.
+
+  A bin of stationary white noise of RMS s under a Hann window is complex
+  Gaussian with E|X|^2 = s^2 sum(w^2), so its magnitude is Rayleigh with
+  mean s sqrt(sum(w^2) pi) / 2; a band sums its bins' weights.
+
+  Returns:
+    float32 [num_mels], a NumPy constant.
+  """
+  rms = 10.0 ** (level_dbfs / 20.0)
+  window_energy = float(np.sum(_window("hann", n_fft, n_fft) ** 2))
+  bin_magnitude = rms * np.sqrt(window_energy * np.pi) / 2.0
+  filters = mel_filterbank(sample_rate, n_fft, num_mels)
+  return (bin_magnitude * filters.sum(0)).astype(np.float32)
+
+
+def floored_log_mel(audio: jnp.ndarray, sample_rate: int,
+                    floor_dbfs: float = -50.0, frame_ms: float = 32.0,
+                    num_mels: int = 40) -> jnp.ndarray:
+  """log(mel magnitude + floor), the floor white noise at floor_dbfs.
+
+  A phase-blind view of a clip in which what lies below the floor barely
+  counts: two independent noises of one level have nearly the same log-mel
+  frames (their waveforms differ everywhere), and sound well under
+  floor_dbfs adds almost nothing to the log. Frames are frame_ms long
+  (Hann, rounded to an even size), hop a quarter of that.
+
+  Args:
+    audio: [batch, samples] waveform, at least half a frame long.
+    sample_rate: in Hz.
+    floor_dbfs: the floor's RMS level in dB against full scale.
+    frame_ms: analysis window length.
+    num_mels: mel bands.
+
+  Returns:
+    [batch, frames, num_mels].
+  """
+  n_fft = 2 * max(1, int(round(frame_ms * sample_rate / 2000)))
+  hop_length = max(1, n_fft // 4)
+  mags = magnitude(stft(audio, n_fft, hop_length), eps=1e-12)
+  filters = mel_filterbank(sample_rate, n_fft, num_mels)
+  mels = jnp.matmul(mags, jnp.asarray(filters, dtype=mags.dtype))
+  floor = noise_mel_floor(sample_rate, n_fft, num_mels, floor_dbfs)
+  return jnp.log(mels + jnp.asarray(floor, dtype=mels.dtype))

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from wavegan_jax import losses
+from wavegan_jax import spectral
 from wavegan_jax.data import pipeline
 from wavegan_jax.models import specgan as specgan_lib
 from wavegan_jax.models import wavegan as wavegan_lib
@@ -138,14 +139,19 @@ def _finish_step(state, g_loss, g_grads, d_metrics, *, g_optimizer,
 
 def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
           d_optimizer, latent_dim, kind, d_steps, gp_weight, gp_examples,
-          ema_decay, pack=1, mode_seeking_weight=0.0, spectrogram=False):
+          ema_decay, pack=1, mode_seeking_weight=0.0,
+          mode_seeking_features=None, loudness_weight=0.0,
+          loudness_frame_length=256, spectrogram=False):
   """d_steps critic updates, then a generator update against the new critic.
 
   With pack > 1 the critic (and its gradient penalty) sees packs of `pack`
   real or generated clips (`pack_examples`); every update still reads
   train.batch_size clips. With mode_seeking_weight > 0 the generator's loss
-  adds that times `losses.mode_seeking_loss` of its batch. With spectrogram
-  (SpecGAN) the critic scores spectrograms of real and generated clips.
+  adds that times `losses.mode_seeking_loss` of its batch, on
+  mode_seeking_features(outputs) when that is given; with loudness_weight
+  > 0 it adds that times `losses.loudness_distance` between its clips and
+  the real batch. With spectrogram (SpecGAN) the critic scores
+  spectrograms of real and generated clips.
   """
   g_params_now = state["params"]["generator"]
   real = pack_examples(_critic_real(generator, g_params_now, batch["audio"],
@@ -172,31 +178,49 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
     adversarial_loss = losses.generator_loss(
         kind, critic(d_params, pack_examples(outputs, pack), None,
                      g_shuffle_rng))
-    mode_seeking, mode_terms = _mode_seeking(outputs, z, mode_seeking_weight)
-    return (adversarial_loss + mode_seeking, (adversarial_loss, mode_terms))
+    extra, extra_terms = _extra_generator_terms(
+        outputs, z, batch["audio"], mode_seeking_weight=mode_seeking_weight,
+        mode_seeking_features=mode_seeking_features,
+        loudness_weight=loudness_weight,
+        loudness_frame_length=loudness_frame_length)
+    return (adversarial_loss + extra, (adversarial_loss, extra_terms))
 
-  (_, (g_loss, mode_terms)), g_grads = jax.value_and_grad(
+  (_, (g_loss, extra_terms)), g_grads = jax.value_and_grad(
       g_loss_fn, has_aux=True)(g_params_now)
-  return _finish_step(state, g_loss, g_grads, {**d_metrics, **mode_terms},
+  return _finish_step(state, g_loss, g_grads, {**d_metrics, **extra_terms},
                       g_optimizer=g_optimizer, ema_decay=ema_decay)
 
 
-def _mode_seeking(outputs, z, weight):
-  """(weight * mode-seeking loss, its metrics); (0, {}) when weight is 0.
+def _extra_generator_terms(outputs, z, real_audio, *, mode_seeking_weight,
+                           mode_seeking_features, loudness_weight,
+                           loudness_frame_length):
+  """The generator's terms beside the adversarial one: (their weighted sum,
+  their metrics); (0, {}) when both weights are 0.
 
-  Off, nothing is traced, so the step is the paper's.
+  Mode seeking measures its distance between mode_seeking_features(outputs)
+  when that is given, else between the outputs themselves. A term whose
+  weight is 0 is not traced, so with both off the step is the paper's.
   """
-  if not weight:
-    return 0.0, {}
-  loss, ratio = losses.mode_seeking_loss(outputs, z)
-  return weight * loss, {"mode_seeking_loss": loss,
-                         "mode_seeking_ratio": ratio}
+  total, metrics = 0.0, {}
+  if mode_seeking_weight:
+    features = mode_seeking_features or (lambda clips: clips)
+    loss, ratio = losses.mode_seeking_loss(features(outputs), z)
+    total += mode_seeking_weight * loss
+    metrics.update(mode_seeking_loss=loss, mode_seeking_ratio=ratio)
+  if loudness_weight:
+    distance = losses.loudness_distance(outputs, real_audio,
+                                        loudness_frame_length)
+    total += loudness_weight * distance
+    metrics.update(loudness_distance=distance)
+  return total, metrics
 
 
 def _simultaneous_step(state, batch, rng, *, generator, discriminator,
                        g_optimizer, d_optimizer, latent_dim, gp_weight,
                        gp_examples, ema_decay, pack=1,
-                       mode_seeking_weight=0.0, spectrogram=False):
+                       mode_seeking_weight=0.0, mode_seeking_features=None,
+                       loudness_weight=0.0, loudness_frame_length=256,
+                       spectrogram=False):
   """One WGAN-GP critic update and one generator update from the same state.
 
   Both networks' gradients come from one backward pass of the critic loss
@@ -222,8 +246,12 @@ def _simultaneous_step(state, batch, rng, *, generator, discriminator,
         critic, params["discriminator"], real, pack_examples(outputs, pack),
         None, d_rng, kind="wgan-gp", gp_weight=gp_weight,
         gp_examples=gp_examples)
-    mode_seeking, mode_terms = _mode_seeking(outputs, z, mode_seeking_weight)
-    return d_loss - mode_seeking, (d_loss, {**d_metrics, **mode_terms})
+    extra, extra_terms = _extra_generator_terms(
+        outputs, z, batch["audio"], mode_seeking_weight=mode_seeking_weight,
+        mode_seeking_features=mode_seeking_features,
+        loudness_weight=loudness_weight,
+        loudness_frame_length=loudness_frame_length)
+    return d_loss - extra, (d_loss, {**d_metrics, **extra_terms})
 
   (_, (d_loss, d_metrics)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state["params"])
@@ -302,18 +330,99 @@ def mode_seeking_weight_from(adversarial, batch_size: int) -> float:
     UserFacingError: unless it is a finite number >= 0, and for a weight
       > 0 with an odd batch_size (the term pairs the batch's halves).
   """
-  weight = adversarial.get("mode_seeking_weight", 0.0)
-  if (isinstance(weight, bool) or not isinstance(weight, (int, float))
-      or not 0 <= weight < float("inf")):
-    raise stage_runner.UserFacingError(
-        f"wavegan.adversarial.mode_seeking_weight must be a finite number "
-        f">= 0 (0: off), got {weight!r}")
+  weight = _term_weight(adversarial, "mode_seeking_weight")
   if weight and batch_size % 2:
     raise stage_runner.UserFacingError(
         f"wavegan.adversarial.mode_seeking_weight={weight} pairs the "
         f"generator's batch in halves and needs an even train.batch_size, "
         f"got {batch_size}")
+  return weight
+
+
+def _term_weight(adversarial, name: str) -> float:
+  """`adversarial[name]` (0 or absent: off) as a float, checked finite >= 0.
+
+  Raises:
+    UserFacingError: for anything else.
+  """
+  weight = adversarial.get(name, 0.0)
+  if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+      or not 0 <= weight < float("inf")):
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.{name} must be a finite number >= 0 (0: off), "
+        f"got {weight!r}")
   return float(weight)
+
+
+def _check_reads_waveforms(setting: str, representation: str) -> None:
+  """A term on the generator's waveforms refuses a SpecGAN's outputs."""
+  if representation != "waveform":
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.{setting} reads waveforms; a {representation} "
+        f"generator's outputs are not")
+
+
+MODE_SEEKING_SPACES = ("waveform", "log_mel")
+
+
+def mode_seeking_features_from(adversarial, representation: str,
+                               sample_rate: int):
+  """What `adversarial.mode_seeking_space` measures the distance on.
+
+  'waveform' (the default; Mao et al. measure pixels): the clips
+  themselves, so None. 'log_mel': `log_mel_features`, which two
+  independent noises of one level (say in the silence after the word)
+  barely tell apart, while their waveforms differ everywhere.
+
+  Raises:
+    UserFacingError: for another space, or 'log_mel' on a SpecGAN (its
+      outputs are spectrograms already).
+  """
+  space = adversarial.get("mode_seeking_space", "waveform")
+  if space not in MODE_SEEKING_SPACES:
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.mode_seeking_space must be one of "
+        f"{', '.join(MODE_SEEKING_SPACES)}, got {space!r}")
+  if space == "waveform":
+    return None
+  _check_reads_waveforms(f"mode_seeking_space={space!r}", representation)
+  return functools.partial(log_mel_features, sample_rate=sample_rate)
+
+
+def log_mel_features(audio, sample_rate: int, floor_dbfs: float = -50.0):
+  """[B, samples, C] clips -> [B, C * frames, mels] floored log-mels.
+
+  The floor is white noise at floor_dbfs, the level `silent_fraction`
+  calls silence (`spectral.floored_log_mel`).
+  """
+  batch, samples, channels = audio.shape
+  per_channel = jnp.moveaxis(audio, -1, 1).reshape(batch * channels, samples)
+  mels = spectral.floored_log_mel(per_channel, sample_rate, floor_dbfs)
+  return mels.reshape(batch, -1, mels.shape[-1])
+
+
+def loudness_from(adversarial, representation: str, builder_kwargs) -> dict:
+  """The step's loudness_weight and loudness_frame_length, checked.
+
+  `adversarial.loudness_weight` (0 or absent: off) weighs
+  `losses.loudness_distance` over 32 ms frames, the frames
+  `silent_fraction` reads.
+
+  Raises:
+    UserFacingError: unless the weight is a finite number >= 0, and for a
+      weight > 0 on a SpecGAN or on clips shorter than one frame.
+  """
+  weight = _term_weight(adversarial, "loudness_weight")
+  frame_length = max(1, round(0.032 * builder_kwargs.sample_rate))
+  if weight:
+    _check_reads_waveforms(f"loudness_weight={weight}", representation)
+  if weight and builder_kwargs.slice_len < frame_length:
+    raise stage_runner.UserFacingError(
+        f"wavegan.adversarial.loudness_weight={weight} needs clips of at "
+        f"least one 32 ms frame ({frame_length} samples), got slice_len "
+        f"{builder_kwargs.slice_len}")
+  return {"loudness_weight": weight,
+          "loudness_frame_length": frame_length}
 
 
 def simultaneous_from(adversarial) -> bool:
@@ -416,6 +525,11 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
                 gp_examples=gp_examples, ema_decay=ema_decay, pack=pack,
                 mode_seeking_weight=mode_seeking_weight_from(
                     adversarial, train_config.batch_size),
+                mode_seeking_features=mode_seeking_features_from(
+                    adversarial, representation_of(config),
+                    config.data.builder_kwargs.sample_rate),
+                **loudness_from(adversarial, representation_of(config),
+                                config.data.builder_kwargs),
                 spectrogram=spectrogram)
   if simultaneous_from(adversarial):
     step_fn = functools.partial(_simultaneous_step, **common)
