@@ -88,11 +88,12 @@ def get_config(arg=None):
   # the paper); gp_examples then counts packs.
   # mode_seeking_weight > 0: the generator's loss adds that times
   # losses.mode_seeking_loss, which pushes apart the clips of different
-  # latents (Mao et al., 2019; not in the paper). At 1 the judge is surer
-  # of the clips and the IS rose from 0.44 to 0.62 of real at step 10000
-  # (quality.md, WaveGAN run 33), but the silence after the word fills
-  # with noise (silent_fraction 0.58 -> 0.01, real 0.60; run 40): set 0
-  # for clips that end in silence.
+  # latents (Mao et al., 2019; not in the paper). At 0.5 three seeds gave
+  # 0.701-0.713 of real IS at step 20000 (quality.md, WaveGAN runs 37 and
+  # 43; weight 1: 0.656 and 0.686, runs 35 and 38; no term: 0.525), but
+  # the silence after the word fills with noise (silent_fraction 0.00-0.04
+  # against real 0.60 and no term's 0.58; runs 40, 43): set 0 for clips
+  # that end in silence.
   # mode_seeking_space='log_mel': the term's distance between floored
   # log-mel frames (run 41: keeps part of the silence, none of the gain).
   # loudness_weight > 0: the generator's loss adds that times the dB
@@ -100,7 +101,7 @@ def get_config(arg=None):
   # holds the silence, loses the gain).
   config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0,
                                     gp_examples=0, simultaneous=False, pack=1,
-                                    mode_seeking_weight=1.0,
+                                    mode_seeking_weight=0.5,
                                     mode_seeking_space="waveform",
                                     loudness_weight=0.0)
   config.wavegan.train = {}
