@@ -233,14 +233,21 @@ def log_mel_spectrogram(audio: jnp.ndarray,
   Returns:
     [batch, frames, num_mels] (or [frames, num_mels] for 1-D audio).
   """
+  mels = mel_magnitude(audio, sample_rate, n_fft, hop_length, num_mels, fmin,
+                       fmax, center=center, drop_last=drop_last)
+  return jnp.log(jnp.maximum(mels, eps))
+
+
+def mel_magnitude(audio, sample_rate, n_fft, hop_length, num_mels, fmin=0.0,
+                  fmax=None, center=True, drop_last=False):
+  """|STFT| @ mel_filterbank: `log_mel_spectrogram` before its log."""
   spec = stft(audio, n_fft, hop_length, center=center)
   if drop_last:
     spec = spec[..., :-1, :]
   # A tiny power floor keeps the sqrt's gradient finite at silent bins.
   mags = magnitude(spec, eps=1e-12)
   filters = mel_filterbank(sample_rate, n_fft, num_mels, fmin, fmax)
-  mels = jnp.matmul(mags, jnp.asarray(filters, dtype=mags.dtype))
-  return jnp.log(jnp.maximum(mels, eps))
+  return jnp.matmul(mags, jnp.asarray(filters, dtype=mags.dtype))
 
 
 def noise_mel_floor(sample_rate: int, n_fft: int, num_mels: int,
@@ -284,8 +291,6 @@ def floored_log_mel(audio: jnp.ndarray, sample_rate: int,
   """
   n_fft = 2 * max(1, int(round(frame_ms * sample_rate / 2000)))
   hop_length = max(1, n_fft // 4)
-  mags = magnitude(stft(audio, n_fft, hop_length), eps=1e-12)
-  filters = mel_filterbank(sample_rate, n_fft, num_mels)
-  mels = jnp.matmul(mags, jnp.asarray(filters, dtype=mags.dtype))
+  mels = mel_magnitude(audio, sample_rate, n_fft, hop_length, num_mels)
   floor = noise_mel_floor(sample_rate, n_fft, num_mels, floor_dbfs)
   return jnp.log(mels + jnp.asarray(floor, dtype=mels.dtype))
