@@ -94,9 +94,14 @@ def _base_config():
       fusion="lstm", lstm_features=256, num_heads=4, decoder="conv",
       decoder_channels=256, kernel_len=25, noise_features=16,
       num_harmonics=32, num_noise_bands=32)
-  config.generator.discriminator = dict(kind="wavegan", dim=16,
-                                        phaseshuffle_rad=2, condition=True)
-  config.generator.adversarial = dict(loss="hinge", d_steps=1,
+  # kind 'wavegan' (dim, phaseshuffle_rad, condition), 'stft' or 'vocoder'
+  # (periods, period_channels, fft_sizes, spectrogram_channels): each kind
+  # reads its own keys.
+  config.generator.discriminator = dict(
+      kind="wavegan", dim=16, phaseshuffle_rad=2, condition=True,
+      periods=(2, 3, 5, 7, 11), period_channels=(16, 32, 64, 64),
+      fft_sizes=(512, 256, 128), spectrogram_channels=16)
+  config.generator.adversarial = dict(loss="hinge", d_steps=1, start_step=0,
                                       gp_weight=10.0, d_learning_rate=1e-4,
                                       d_b1=0.5, d_b2=0.9)
   # No gradient clipping: with clipping at 1.0 the spikes of the log-magnitude
@@ -165,7 +170,9 @@ def get_config(arg=None):
     config.visual.train.num_steps = 6
     config.generator.model.update(lstm_features=16, num_heads=2,
                                   decoder_channels=16, noise_features=4)
-    config.generator.discriminator.dim = 2
+    config.generator.discriminator.update(
+        dim=2, periods=(2, 3), period_channels=(2, 4), fft_sizes=(128,),
+        spectrogram_channels=2)
     # The critic path stays exercised by the tests that train this variant.
     config.generator.loss_weights.update(adversarial=0.1,
                                          feature_matching=1.0)

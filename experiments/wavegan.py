@@ -104,6 +104,13 @@ def get_config(arg=None):
                                     mode_seeking_weight=0.5,
                                     mode_seeking_space="waveform",
                                     loudness_weight=0.0)
+  # A least-squares patch critic beside WaveGAN's: multi-period and
+  # multi-resolution spectrogram (models/vocoder_discriminators.py); off
+  # while both weights are 0.
+  config.wavegan.spectral_critic = dict(
+      weight=0.0, feature_matching=0.0, periods=(2, 3, 5, 7, 11),
+      period_channels=(16, 32, 64, 64), fft_sizes=(512, 256, 128),
+      spectrogram_channels=16)
   config.wavegan.train = {}
 
   if variant == "paper":

@@ -423,3 +423,38 @@ def test_bad_encoder_learning_rate_scale_is_named(scale):
   with pytest.raises(stage_runner.UserFacingError,
                      match="encoder_learning_rate_scale must be a positive"):
     av_generator.encoder_train_config(train_config)
+
+
+def test_vocoder_critic_waits_for_its_start_step(
+    tiny_run, av_digits_data_dir, manual_dir, tmp_path):
+  # Before adversarial.start_step the step is reconstruction only (critic
+  # untouched, its metrics 0); from it on the critic trains and the
+  # generator's adversarial term is live.
+  workdir, _ = tiny_run
+  config = tiny_config(**{
+      "generator.discriminator": dict(
+          kind="vocoder", periods=(2, 3), period_channels=(2, 4),
+          fft_sizes=(128,), spectrogram_channels=2),
+      "generator.adversarial.loss": "lsgan",
+      "generator.adversarial.start_step": 1,
+      "generator.train.num_steps": 2})
+  for stage in ("acoustic", "visual"):
+    shutil.copytree(workdir / stage, tmp_path / stage)
+  spec = av_generator.make_spec(config, str(tmp_path), manual_dir=str(
+      manual_dir), data_dir=str(av_digits_data_dir))
+  state = spec.init_fn()
+  batch = next(iter(spec.make_batches(0)))
+  step = jax.jit(spec.step_fn)
+  first, metrics = step(state, batch, jax.random.PRNGKey(0))
+  assert_trees_equal(first["params"]["discriminator"],
+                     state["params"]["discriminator"])
+  for name in ("d_loss", "d_real", "d_fake", "adversarial",
+               "feature_matching"):
+    assert float(metrics[name]) == 0.0
+  second, metrics = step(first, batch, jax.random.PRNGKey(1))
+  moved = jax.tree.leaves(jax.tree.map(
+      lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b))),
+      second["params"]["discriminator"], first["params"]["discriminator"]))
+  assert max(moved) > 0
+  for name in ("d_loss", "adversarial", "feature_matching"):
+    assert float(metrics[name]) > 0.0

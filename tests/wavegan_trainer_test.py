@@ -646,3 +646,111 @@ def test_bad_specgan_settings_are_named(overrides, message):
     config.wavegan.adversarial.pack = overrides["adversarial_pack"]
   with pytest.raises(stage_runner.UserFacingError, match=message):
     wavegan_trainer.make_spec(config)
+
+
+def _spectral_critic(optimizer, weight=0.5, feature_matching=2.0):
+  from wavegan_jax.models import vocoder_discriminators
+  module = vocoder_discriminators.VocoderDiscriminator(
+      periods=(2, 3), period_channels=(2, 4), fft_sizes=(128,),
+      spectrogram_channels=2)
+  return {"module": module, "optimizer": optimizer, "weight": weight,
+          "feature_matching": feature_matching}
+
+
+def test_spectral_critic_adds_its_terms_to_the_generator_then_trains():
+  # With SGD at rate 1 the generator's step with the patch critic minus the
+  # step without it is -grad(weight * lsgan + fm * matching) at the critic's
+  # params before its update; the critic then takes one LSGAN step on the
+  # step's generated clips against the real ones, and WaveGAN's critic is
+  # the same in both steps.
+  optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
+  config, generator, discriminator, state = _tiny_models_and_state(optimizer)
+  spectral_critic = _spectral_critic(optimizer)
+  module = spectral_critic["module"]
+  s_params = module.init(jax.random.PRNGKey(3),
+                         jnp.zeros((1, config.data.builder_kwargs.slice_len,
+                                    1)))["params"]
+  with_critic = state_lib.create_train_state(
+      {**state["params"], "spectral_discriminator": s_params},
+      {"generator": optimizer, "discriminator": optimizer,
+       "spectral_discriminator": optimizer})
+  batch = _random_audio_batch(config, 2)
+  rng = jax.random.PRNGKey(7)
+  step = functools.partial(
+      wavegan_trainer._step, generator=generator, discriminator=discriminator,
+      g_optimizer=optimizer, d_optimizer=optimizer, latent_dim=100,
+      gp_weight=10.0, gp_examples=None, ema_decay=None, kind="wgan-gp",
+      d_steps=1)
+  plain, _ = step(state, batch, rng)
+  got, metrics = step(with_critic, batch, rng,
+                      spectral_critic=spectral_critic)
+  z = wavegan_trainer.sample_latents(jax.random.split(rng, 3)[1], 4, 100)
+  real = batch["audio"][:4]
+
+  def term(g_params):
+    fake = generator.apply({"params": g_params}, z)
+    return wavegan_trainer._spectral_generator_terms(
+        spectral_critic, s_params, fake, real)[0]
+
+  want_term, grad = jax.value_and_grad(term)(state["params"]["generator"])
+  for a, b, g in zip(jax.tree.leaves(got["params"]["generator"]),
+                     jax.tree.leaves(plain["params"]["generator"]),
+                     jax.tree.leaves(grad)):
+    np.testing.assert_allclose(a - b, -g, rtol=3e-3, atol=3e-4)
+  assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grad)) > 0
+  np.testing.assert_allclose(
+      0.5 * metrics["spectral_adversarial"]
+      + 2.0 * metrics["spectral_feature_matching"], want_term, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(got["params"]["discriminator"]),
+                  jax.tree.leaves(plain["params"]["discriminator"])):
+    np.testing.assert_array_equal(a, b)
+  fake = generator.apply({"params": state["params"]["generator"]}, z)
+  d_grad = jax.grad(lambda p: losses.discriminator_loss(
+      "lsgan", module.apply({"params": p}, real),
+      module.apply({"params": p}, fake)))(s_params)
+  for a, b, g in zip(jax.tree.leaves(got["params"]["spectral_discriminator"]),
+                     jax.tree.leaves(s_params), jax.tree.leaves(d_grad)):
+    np.testing.assert_allclose(a - b, -g, rtol=1e-4, atol=1e-6)
+  assert float(metrics["spectral_d_loss"]) > 0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"weight": -1.0}, "spectral_critic.weight must be a finite number"),
+    ({"feature_matching": float("nan")},
+     "spectral_critic.feature_matching must be a finite number"),
+])
+def test_bad_spectral_critic_weights_are_named(overrides, message):
+  config = wavegan_config.get_config("tiny").unlock()
+  config.wavegan.spectral_critic.update(overrides)
+  with pytest.raises(stage_runner.UserFacingError, match=message):
+    wavegan_trainer.make_spec(config.lock())
+
+
+def test_spectral_critic_needs_the_alternating_step_and_waveforms():
+  config = wavegan_config.get_config("tiny").unlock()
+  config.wavegan.spectral_critic.weight = 1.0
+  config.wavegan.adversarial.simultaneous = True
+  config.wavegan.adversarial.d_steps = 1
+  with pytest.raises(stage_runner.UserFacingError,
+                     match="needs the alternating step"):
+    wavegan_trainer.make_spec(config.lock())
+
+
+def test_spectral_critic_state_trains_in_a_tiny_step(manual_dir, tmp_path):
+  config = wavegan_config.get_config("tiny").unlock()
+  config.wavegan.spectral_critic.update(
+      weight=1.0, feature_matching=2.0, periods=(2,), period_channels=(2,),
+      fft_sizes=(128,), spectrogram_channels=2)
+  spec = wavegan_trainer.make_spec(config.lock())
+  state = spec.init_fn()
+  assert "spectral_discriminator" in state["params"]
+  batch = _random_audio_batch(config, 0)
+  new_state, metrics = jax.jit(spec.step_fn)(state, batch,
+                                             jax.random.PRNGKey(0))
+  for key in ("spectral_adversarial", "spectral_feature_matching",
+              "spectral_d_loss"):
+    assert np.isfinite(float(metrics[key]))
+  moved = [float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+      jax.tree.leaves(new_state["params"]["spectral_discriminator"]),
+      jax.tree.leaves(state["params"]["spectral_discriminator"]))]
+  assert max(moved) > 0

@@ -196,6 +196,33 @@ def least_squares_generator_loss(fake_logits) -> jnp.ndarray:
   return 0.5 * jnp.mean((fake_logits - 1.0) ** 2)
 
 
+def _is_map_list(real_logits, fake_logits, kind: str) -> bool:
+  """Whether the logits are lists of per-sub-discriminator patch maps."""
+  listed = [isinstance(x, (list, tuple)) for x in (real_logits, fake_logits)]
+  if listed[0] != listed[1] or (listed[0] and
+                                len(real_logits) != len(fake_logits)):
+    raise ValueError("real and fake logits must both be arrays or lists of "
+                     "equally many maps")
+  if listed[0] and (kind == "wgan-gp" or not real_logits):
+    raise ValueError(f"lists of logit maps need a non-empty list and the "
+                     f"'hinge' or 'lsgan' loss, got kind {kind!r} with "
+                     f"{len(real_logits)} maps")
+  return listed[0]
+
+
+def _mean_over_maps(loss_fn, *logit_lists) -> jnp.ndarray:
+  """The mean over sub-discriminators of each one's patch-wise loss."""
+  return sum(loss_fn(*maps) for maps in zip(*logit_lists)) / len(
+      logit_lists[0])
+
+
+def mean_logit(logits) -> jnp.ndarray:
+  """The mean of an array of logits or of a list of logit maps."""
+  if isinstance(logits, (list, tuple)):
+    return sum(jnp.mean(x) for x in logits) / len(logits)
+  return jnp.mean(logits)
+
+
 def _check_kind(kind: str) -> None:
   if kind not in ADVERSARIAL_KINDS:
     raise ValueError(
@@ -221,6 +248,9 @@ def discriminator_loss(kind: str, real_logits, fake_logits) -> jnp.ndarray:
     ValueError: naming an unknown kind.
   """
   _check_kind(kind)
+  if _is_map_list(real_logits, fake_logits, kind):
+    return _mean_over_maps(
+        lambda r, f: discriminator_loss(kind, r, f), real_logits, fake_logits)
   if kind == "wgan-gp":
     return wgan_discriminator_loss(real_logits, fake_logits)
   if kind == "hinge":
@@ -242,6 +272,8 @@ def generator_loss(kind: str, fake_logits) -> jnp.ndarray:
     ValueError: naming an unknown kind.
   """
   _check_kind(kind)
+  if _is_map_list(fake_logits, fake_logits, kind):
+    return _mean_over_maps(lambda f: generator_loss(kind, f), fake_logits)
   if kind == "wgan-gp":
     return wgan_generator_loss(fake_logits)
   if kind == "hinge":

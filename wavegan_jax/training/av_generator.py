@@ -24,6 +24,7 @@ whose distinct frames fit run a step whose visual CNN computes each
 distinct frame once (models/visual.py), the others the full step.
 """
 
+import dataclasses
 import functools
 import os
 
@@ -37,6 +38,7 @@ from wavegan_jax import losses
 from wavegan_jax.data import pipeline
 from wavegan_jax.models import generator as generator_lib
 from wavegan_jax.models import stft_discriminator
+from wavegan_jax.models import vocoder_discriminators
 from wavegan_jax.models import wavegan as wavegan_lib
 from wavegan_jax.training import autoencoders
 from wavegan_jax.training import checkpointing
@@ -45,6 +47,11 @@ from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 
 STAGE = "generator"
+DISCRIMINATORS = {
+    "wavegan": wavegan_lib.WaveGANDiscriminator,
+    "stft": stft_discriminator.MultiResolutionSTFTDiscriminator,
+    "vocoder": vocoder_discriminators.VocoderDiscriminator,
+}
 ENCODERS = ("acoustic", "visual")
 
 
@@ -58,16 +65,16 @@ def models(config: ml_collections.ConfigDict) -> dict:
       **generator_config)
   disc_config = dict(config.generator.discriminator)
   kind = disc_config.pop("kind")
-  disc_config.pop("condition", None)
+  if kind not in DISCRIMINATORS:
+    raise ValueError(f"generator.discriminator.kind must be one of "
+                     f"{sorted(DISCRIMINATORS)}, got {kind!r}")
+  # One dict serves every kind: each reads the keys it has attributes for.
+  module = DISCRIMINATORS[kind]
+  fields = {field.name for field in dataclasses.fields(module)}
+  kwargs = {k: v for k, v in disc_config.items() if k in fields}
   if kind == "wavegan":
-    discriminator = wavegan_lib.WaveGANDiscriminator(
-        slice_len=data.num_samples, **disc_config)
-  elif kind == "stft":
-    discriminator = stft_discriminator.MultiResolutionSTFTDiscriminator(
-        **disc_config)
-  else:
-    raise ValueError(f"generator.discriminator.kind must be 'wavegan' or "
-                     f"'stft', got {kind!r}")
+    kwargs["slice_len"] = data.num_samples
+  discriminator = module(**kwargs)
   return {"acoustic": autoencoders.acoustic_model(config),
           "visual": autoencoders.visual_model(config),
           "generator": generator, "discriminator": discriminator}
@@ -240,12 +247,23 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
 
   use_critic = bool(weights.get("adversarial", 0) or weights.get(
       "feature_matching", 0))
-  if use_critic:
-    state, d_metrics = gan.discriminator_updates(
+  # Before start_step the generator trains on reconstruction alone and the
+  # critic is neither trained nor run (lax.cond runs one branch).
+  critic_on = state["step"] >= adversarial.get("start_step", 0)
+
+  def critic_updates(state):
+    return gan.discriminator_updates(
         state, critic, real, visual_context, fake_fn, d_rng,
         num_updates=adversarial.d_steps, kind=kind,
         gp_weight=adversarial.gp_weight,
         optimizer=optimizers["discriminator"])
+
+  if use_critic:
+    d_shapes = jax.eval_shape(critic_updates, state)[1]
+    state, d_metrics = jax.lax.cond(
+        critic_on, critic_updates,
+        lambda state: (state, jax.tree.map(
+            lambda x: jnp.zeros(x.shape, x.dtype), d_shapes)), state)
   else:  # Reconstruction only: the critic is neither trained nor run.
     d_metrics = {name: jnp.zeros(()) for name in gan.D_METRICS}
   d_params = state["params"]["discriminator"]
@@ -267,8 +285,10 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
               losses.feature_matching_loss(real_features, fake_features))
 
     stft = losses.multi_resolution_stft_loss(fake, real)
-    adversarial_loss, matching = (adversarial_terms() if use_critic
-                                  else (0.0, 0.0))
+    adversarial_loss, matching = (
+        jax.lax.cond(critic_on, adversarial_terms,
+                     lambda: (jnp.zeros(()), jnp.zeros(())))
+        if use_critic else (0.0, 0.0))
     terms = {
         "stft": stft["total"],
         "waveform_mse": lambda: losses.waveform_mse(fake, real),

@@ -37,8 +37,8 @@ def critic_loss(critic: Critic, d_params, real: jax.Array, fake: jax.Array,
   real_logits = critic(d_params, real, condition, real_rng)
   fake_logits = critic(d_params, fake, condition, fake_rng)
   loss = losses.discriminator_loss(kind, real_logits, fake_logits)
-  metrics = {"d_real": jnp.mean(real_logits),
-             "d_fake": jnp.mean(fake_logits)}
+  metrics = {"d_real": losses.mean_logit(real_logits),
+             "d_fake": losses.mean_logit(fake_logits)}
   if kind == "wgan-gp":
     count = real.shape[0] if gp_examples is None else gp_examples
     gp_condition = None if condition is None else condition[:count]
@@ -55,7 +55,8 @@ def discriminator_update(state: dict, critic: Critic, real: jax.Array,
                          rng: jax.Array, *, kind: str,
                          gp_weight: float,
                          optimizer: optax.GradientTransformation,
-                         gp_examples: Optional[int] = None
+                         gp_examples: Optional[int] = None,
+                         name: str = "discriminator"
                         ) -> tuple[dict, dict]:
   """One critic update on a real and a (stop-gradient) generated batch.
 
@@ -69,6 +70,7 @@ def discriminator_update(state: dict, critic: Critic, real: jax.Array,
     kind: 'wgan-gp', 'hinge' or 'lsgan'.
     gp_weight: lambda of the gradient penalty (WGAN-GP only).
     optimizer: the discriminator's optimizer.
+    name: the critic's model in the train state.
     gp_examples: take the gradient penalty on the first this many
       real/fake pairs only (None: all). The penalty is a mean over random
       interpolates, so a subset is an unbiased, noisier estimate of it with
@@ -87,15 +89,15 @@ def discriminator_update(state: dict, critic: Critic, real: jax.Array,
                        gp_examples=gp_examples)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state["params"]["discriminator"])
-  state = state_lib.apply_gradients(state, "discriminator", grads, optimizer)
+      state["params"][name])
+  state = state_lib.apply_gradients(state, name, grads, optimizer)
   metrics.update(d_loss=loss, d_grad_norm=state_lib.global_norm(grads))
   return state, metrics
 
 
 def discriminator_updates(state, critic, real, condition, fake_fn, rng, *,
                           num_updates, kind, gp_weight, optimizer,
-                          gp_examples=None):
+                          gp_examples=None, name="discriminator"):
   """`num_updates` critic updates, each on its own chunk of the batch.
 
   The real batch (and its condition) is split into `num_updates` equal
@@ -126,5 +128,6 @@ def discriminator_updates(state, critic, real, condition, fake_fn, rng, *,
     fake = fake_fn(fake_rng, i * chunk, chunk)
     state, metrics = discriminator_update(
         state, critic, real[part], fake, part_condition, critic_rng, kind=kind,
-        gp_weight=gp_weight, optimizer=optimizer, gp_examples=gp_examples)
+        gp_weight=gp_weight, optimizer=optimizer, gp_examples=gp_examples,
+        name=name)
   return state, metrics

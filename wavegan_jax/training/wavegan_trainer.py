@@ -23,6 +23,7 @@ from wavegan_jax import losses
 from wavegan_jax import spectral
 from wavegan_jax.data import pipeline
 from wavegan_jax.models import specgan as specgan_lib
+from wavegan_jax.models import vocoder_discriminators
 from wavegan_jax.models import wavegan as wavegan_lib
 from wavegan_jax.training import gan
 from wavegan_jax.training import stage_runner
@@ -141,7 +142,7 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
           d_optimizer, latent_dim, kind, d_steps, gp_weight, gp_examples,
           ema_decay, pack=1, mode_seeking_weight=0.0,
           mode_seeking_features=None, loudness_weight=0.0,
-          loudness_frame_length=256, spectrogram=False):
+          loudness_frame_length=256, spectrogram=False, spectral_critic=None):
   """d_steps critic updates, then a generator update against the new critic.
 
   With pack > 1 the critic (and its gradient penalty) sees packs of `pack`
@@ -151,7 +152,11 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
   mode_seeking_features(outputs) when that is given; with loudness_weight
   > 0 it adds that times `losses.loudness_distance` between its clips and
   the real batch. With spectrogram (SpecGAN) the critic scores
-  spectrograms of real and generated clips.
+  spectrograms of real and generated clips. With spectral_critic
+  (`spectral_critic_from`) a second, least-squares patch critic
+  (models/vocoder_discriminators.py) adds its generator terms, and is then
+  updated on this step's generated clips (its generator terms read it
+  before that update, as the simultaneous step does its critic).
   """
   g_params_now = state["params"]["generator"]
   real = pack_examples(_critic_real(generator, g_params_now, batch["audio"],
@@ -173,6 +178,8 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
   z = sample_latents(g_rng, batch["audio"].shape[0] // d_steps, latent_dim)
   d_params = state["params"]["discriminator"]
 
+  real_clips = batch["audio"][:z.shape[0]]
+
   def g_loss_fn(g_params):
     outputs = _generate(generator, g_params, z, spectrogram)
     adversarial_loss = losses.generator_loss(
@@ -183,12 +190,85 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
         mode_seeking_features=mode_seeking_features,
         loudness_weight=loudness_weight,
         loudness_frame_length=loudness_frame_length)
-    return (adversarial_loss + extra, (adversarial_loss, extra_terms))
+    if spectral_critic is not None:
+      spectral, spectral_terms = _spectral_generator_terms(
+          spectral_critic, state["params"]["spectral_discriminator"],
+          outputs, real_clips)
+      extra += spectral
+      extra_terms = {**extra_terms, **spectral_terms}
+    return (adversarial_loss + extra, (adversarial_loss, extra_terms,
+                                        outputs))
 
-  (_, (g_loss, extra_terms)), g_grads = jax.value_and_grad(
+  (_, (g_loss, extra_terms, outputs)), g_grads = jax.value_and_grad(
       g_loss_fn, has_aux=True)(g_params_now)
+  if spectral_critic is not None:
+    state, spectral_metrics = gan.discriminator_update(
+        state, _spectral_critic_fn(spectral_critic["module"]), real_clips,
+        outputs, None, g_shuffle_rng, kind="lsgan", gp_weight=0.0,
+        optimizer=spectral_critic["optimizer"],
+        name="spectral_discriminator")
+    extra_terms = {**extra_terms, **{f"spectral_{k}": v
+                                     for k, v in spectral_metrics.items()}}
   return _finish_step(state, g_loss, g_grads, {**d_metrics, **extra_terms},
                       g_optimizer=g_optimizer, ema_decay=ema_decay)
+
+
+def _spectral_critic_fn(module):
+  """critic(d_params, waveform, condition, rng) of the patch critic."""
+  def critic(d_params, waveform, condition, rng):
+    del condition, rng  # Unconditional, no phase shuffle.
+    return module.apply({"params": d_params}, waveform)
+  return critic
+
+
+def _spectral_generator_terms(spectral_critic, d_params, outputs, real):
+  """(weighted LSGAN + feature-matching terms of the patch critic, metrics)."""
+  module = spectral_critic["module"]
+  fake_logits, fake_features = module.apply({"params": d_params}, outputs,
+                                            return_features=True)
+  _, real_features = module.apply({"params": d_params}, real,
+                                  return_features=True)
+  adversarial = losses.generator_loss("lsgan", fake_logits)
+  matching = losses.feature_matching_loss(real_features, fake_features)
+  total = (spectral_critic["weight"] * adversarial
+           + spectral_critic["feature_matching"] * matching)
+  return total, {"spectral_adversarial": adversarial,
+                 "spectral_feature_matching": matching}
+
+
+def spectral_critic_from(config: ml_collections.ConfigDict, optimizer):
+  """The patch critic's settings for `_step`, or None when it is off.
+
+  `wavegan.spectral_critic`: weight (its LSGAN term) and feature_matching
+  (its feature-matching term), both 0 or absent for off; the other keys
+  are `VocoderDiscriminator` attributes. It reads waveforms, so not with
+  SpecGAN, and needs the alternating step.
+
+  Raises:
+    UserFacingError: for a bad weight or a setting it cannot run with.
+  """
+  settings = dict(config.wavegan.get("spectral_critic", None) or {})
+  weights = {}
+  for key in ("weight", "feature_matching"):
+    value = settings.pop(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        np.isfinite(value) and value >= 0):
+      raise stage_runner.UserFacingError(
+          f"wavegan.spectral_critic.{key} must be a finite number >= 0, got "
+          f"{value!r}")
+    weights[key] = float(value)
+  if not any(weights.values()):
+    return None
+  if representation_of(config) != "waveform":
+    raise stage_runner.UserFacingError(
+        "wavegan.spectral_critic reads waveforms; the spectrogram "
+        "representation (SpecGAN) needs its weights at 0")
+  if simultaneous_from(config.wavegan.adversarial):
+    raise stage_runner.UserFacingError(
+        "wavegan.spectral_critic needs the alternating step "
+        "(wavegan.adversarial.simultaneous=False)")
+  return {"module": vocoder_discriminators.VocoderDiscriminator(**settings),
+          "optimizer": optimizer, **weights}
 
 
 def _extra_generator_terms(outputs, z, real_audio, *, mode_seeking_weight,
@@ -505,6 +585,8 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
       return spectrogram_moments(config, manual_dir=folder_manual_dir,
                                  data_dir=data_dir)
 
+  spectral_critic = spectral_critic_from(config, d_optimizer)
+
   def init_fn():
     g_rng, d_rng = jax.random.split(jax.random.PRNGKey(seed))
     g_params = generator.init(g_rng, jnp.zeros((1, latent_dim)))["params"]
@@ -514,10 +596,15 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
                   "log_magnitude_std": jnp.asarray(std)}
     d_params = discriminator.init(
         d_rng, jnp.zeros(critic_input_shape(config, pack)))["params"]
+    params = {"generator": g_params, "discriminator": d_params}
+    optimizers = {"generator": g_optimizer, "discriminator": d_optimizer}
+    if spectral_critic is not None:
+      params["spectral_discriminator"] = spectral_critic["module"].init(
+          jax.random.fold_in(d_rng, 1),
+          jnp.zeros(critic_input_shape(config)))["params"]
+      optimizers["spectral_discriminator"] = d_optimizer
     return state_lib.create_train_state(
-        {"generator": g_params, "discriminator": d_params},
-        {"generator": g_optimizer, "discriminator": d_optimizer},
-        ema_decay=ema_decay, ema_models=("generator",))
+        params, optimizers, ema_decay=ema_decay, ema_models=("generator",))
 
   common = dict(generator=generator, discriminator=discriminator,
                 g_optimizer=g_optimizer, d_optimizer=d_optimizer,
@@ -535,7 +622,8 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
     step_fn = functools.partial(_simultaneous_step, **common)
   else:
     step_fn = functools.partial(_step, kind=adversarial.loss,
-                                d_steps=adversarial.d_steps, **common)
+                                d_steps=adversarial.d_steps,
+                                spectral_critic=spectral_critic, **common)
   make_batches = stage_runner.host_batches(
       config, split="train",
       global_batch_size=train_config.batch_size * adversarial.d_steps,
