@@ -1,6 +1,6 @@
 r"""AV-digits: video of a handwritten digit + a reference voice -> the spoken digit.
 
-Three stages (DESIGN.md): acoustic autoencoder, visual autoencoder, then the
+Three stages (docs/design.md): acoustic autoencoder, visual autoencoder, then the
 generator with its discriminator. Strategy 'joint': the generator stage
 starts from the two autoencoders' encoders and fine-tunes them with the
 generator ('separate' keeps them frozen).

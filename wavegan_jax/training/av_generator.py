@@ -124,7 +124,7 @@ def generate(modules, generator_params, encoder_params, batch, z,
   visual_noise: optional (std, rng): training-time Gaussian noise added to
   the visual context. The train split pairs each recording with one MNIST
   image, so without it the generator memorises image -> take and the digit
-  does not carry over to new images (experiments/quality.md).
+  does not carry over to new images (docs/experiment_log.md).
   """
   visual_context, acoustic_context, style = conditioning(
       modules, encoder_params, batch)
