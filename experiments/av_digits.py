@@ -1,9 +1,11 @@
-r"""AV-digits: video of a handwritten digit + a reference voice -> the spoken digit.
+r"""AV-digits: a handwritten digit's video + a reference voice -> the digit.
 
-Three stages (DESIGN.md): acoustic autoencoder, visual autoencoder, then the
-generator with its discriminator. Strategy 'joint': the generator stage
-starts from the two autoencoders' encoders and fine-tunes them with the
-generator ('separate' keeps them frozen).
+Three stages (docs/design.md): acoustic autoencoder, visual autoencoder,
+then the generator with its discriminator. Strategy 'joint': the generator
+stage starts from the two autoencoders' encoders and fine-tunes them with
+the generator ('separate' keeps them frozen).
+
+Run numbers in comments refer to docs/experiment_log.md.
 
 Variants (`--config=experiments/av_digits.py:VARIANT`):
   tiny:    minutes-small models and a handful of steps, for tests.
@@ -22,11 +24,8 @@ def _base_config():
   """The default (full CPU) configuration."""
   config = ml_collections.ConfigDict()
   config.seed = 0
-  # 'joint': the encoders are fine-tuned by the generator's loss. The frozen
-  # visual context holds the digit only as well as the pixels do (a probe
-  # reads it in 0.89-0.91 of test clips); joint training raised the digit
-  # accuracy from 0.85 to 0.93 (experiments/quality.md, run 9). Each step
-  # is ~1.8x slower. 'separate': encoders frozen, as the stage exports.
+  # 'joint': the generator's loss fine-tunes both encoders (digit 0.85 ->
+  # 0.93, runs 8-9; steps ~1.8x slower). 'separate': encoders frozen.
   config.strategy = "joint"
 
   config.data = ml_collections.ConfigDict()
@@ -37,11 +36,8 @@ def _base_config():
   config.data.num_samples = 8192
   config.data.num_frames = 32
   config.data.frame_size = 32
-  # Each train recording drawn 8 times (own image, onset, reference): with
-  # one MNIST image per recording the generator memorises image -> recording.
-  # experiments/quality.md runs 10-13, 3 -> 5 -> 8 per recording: test
-  # MR-STFT 1.142 -> 1.110 -> 1.099, speaker 0.867 -> 0.880 -> 0.897, digit
-  # 0.933 -> 0.923 -> 0.947, FAD / floor 4.2 -> 3.5 -> 3.1.
+  # Each train recording drawn 8 times, each with its own image, onset and
+  # reference, against memorising image -> recording (runs 10-13, 24).
   config.data.builder_kwargs = dict(examples_per_take=8)
 
   # Defaults for every stage; a stage's own `train` block overrides any key.
@@ -55,8 +51,7 @@ def _base_config():
   config.train.grad_clip_norm = 1.0
   config.train.log_every = 50
   config.train.checkpoint_every = 500
-  # Audio and spectrogram previews: at every log step they made ~40 MB of
-  # TensorBoard events per 12000-step run.
+  # TensorBoard audio and image previews; at every log step they were ~40 MB.
   config.train.summary_every = 1000
   config.train.keep_checkpoints = 2
 
@@ -73,24 +68,18 @@ def _base_config():
                              context_features=64)
   config.visual.train = dict(num_steps=1500)
   config.visual.loss_weights = dict(feature_mse=0.1, frame_mse=1.0)
-  # Training runs the visual CNN on at most this fraction of a batch's
-  # frames when its distinct frames fit (equal frames share features, so the
-  # result is the same); other batches run the full step. A batch of 16
-  # AV-digits clips holds 128 distinct frames of 512 on average (most are
-  # all zero or the digit at one of its <= 25 positions; at most 156 in 2000
-  # train batches). 0 or None: every frame, every step.
+  # Speed only: the visual CNN runs on a batch's distinct frames when they
+  # fit in this fraction of its frames (~128 of 512 on AV-digits), else on
+  # all (run 19). 0 or None: every frame.
   config.visual.frame_budget = 0.3125
-  # The pixel loss renders this fraction of each clip's frames, drawn at
-  # random every step (an unbiased estimate of the all-frames loss): the
-  # render head at 32x32 was ~60% of the visual step. 0.25: 8 of 32 frames,
-  # the step 2.6x faster (experiments/quality.md, run 23). 0 or None: all.
+  # The pixel loss on a random fraction of each clip's frames, an unbiased
+  # estimate; the visual step 2.6x faster (run 23). 0 or None: all frames.
   config.visual.render_fraction = 0.25
 
   config.generator = ml_collections.ConfigDict()
   config.generator.model = dict(
-      # decoder='harmonic' (num_harmonics, num_noise_bands) is the
-      # harmonic-plus-noise option; it did not beat 'conv' in
-      # experiments/quality.md and its step is ~2x slower here.
+      # decoder='harmonic' (num_harmonics, num_noise_bands): did not beat
+      # 'conv' and runs ~2x slower (run 2).
       fusion="lstm", lstm_features=256, num_heads=4, decoder="conv",
       decoder_channels=256, kernel_len=25, noise_features=16,
       num_harmonics=32, num_noise_bands=32)
@@ -104,35 +93,24 @@ def _base_config():
   config.generator.adversarial = dict(loss="hinge", d_steps=1, start_step=0,
                                       gp_weight=10.0, d_learning_rate=1e-4,
                                       d_b1=0.5, d_b2=0.9)
-  # No gradient clipping: with clipping at 1.0 the spikes of the log-magnitude
-  # gradient (norms of 100-500) shrank every update and even a generator
-  # given the digit label learned no digit (experiments/quality.md).
-  # 12000 joint steps: 45.7 min for the whole run on an AVX-512 host, and
-  # digit 0.96-0.98, FAD / floor 2.65-3.03 (mean 2.84) over three seeds where
-  # 9000 gave means of 0.94 and 3.11 (quality.md runs 26-29); on the AVX2
-  # hosts of sessions 10-17 the run would take ~71 min. The cosine decay
-  # lands the last steps at a small learning rate.
-  # ema_decay: an EMA of the trained weights for the export (0: off; see
-  # quality.md run 14).
-  # A checkpoint every 1000 steps, not 500: each cost ~2.3 s of training
-  # time here (a 36 MB state); a preemption signal still saves at once.
-  # encoder_learning_rate_scale: under 'joint', the encoders' learning rate
-  # as a multiple of the generator's (they start trained).
+  # num_steps: 12000 beat 9000 in digit and FAD (runs 26-30; 9000 keeps
+  #   the run in the hour on slower hosts).
+  # grad_clip_norm 0: clipping at 1 kept every generator at chance (run 4).
+  # ema_decay: > 0 exports an EMA of the weights (within noise, run 14).
+  # checkpoint_every: each checkpoint costs ~2.3 s of training here.
+  # encoder_learning_rate_scale: the fine-tuned encoders' rate as a
+  #   multiple of the generator's under 'joint' (0.3 no better, run 25).
   config.generator.train = dict(num_steps=12000, learning_rate=1e-3,
                                 grad_clip_norm=0.0, schedule="cosine",
                                 ema_decay=0.0, checkpoint_every=1000,
                                 encoder_learning_rate_scale=1.0)
-  # Under 'joint', encoder parameter groups kept as their stage exported
-  # them, '<encoder>/<name prefix>'. Freezing the visual CNN
-  # ('visual/conv_layers', 'visual/feature_projection') makes the step 1.5x
-  # faster but cost 0.09 in digit accuracy (experiments/quality.md run 16):
-  # the fine-tuned CNN is what carries the digit.
+  # Encoder parameter groups ('<encoder>/<name prefix>') kept frozen under
+  # 'joint'; freezing the visual CNN cost 0.09 in digit accuracy (run 16).
   config.generator.joint_frozen = ()
-  # Training-time noise on the visual context: each train recording comes
-  # with one MNIST image, and without it the generator memorises them.
+  # Training-time noise on the visual context, against memorising images.
   config.generator.visual_noise_std = 0.5
   # Reconstruction only (the critic is not run when both critic weights are
-  # 0); adversarial=0.1, feature_matching=1.0 switch the critic on.
+  # 0); adversarial=0.1, feature_matching=1.0 switch it on (no better, run 5).
   config.generator.loss_weights = dict(
       waveform_mse=0.0, stft=1.0, adversarial=0.0, feature_matching=0.0,
       weight_decay=0.0)

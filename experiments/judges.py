@@ -61,8 +61,8 @@ def _base_config():
   # Augmentation of every training clip: a circular shift by up to
   # max_shift samples either way (clips are zero padded, so this moves the
   # word in time), a gain in [min_gain_db, max_gain_db] and white noise of
-  # a standard deviation up to noise_std. (Noise of std 0.003 with gains
-  # down to -20 dB buried the quiet takes: 55% train accuracy at step 300.)
+  # a standard deviation up to noise_std (noise 0.003 with gains down to
+  # -20 dB buried the quiet takes).
   config.judges.augment = dict(max_shift=800, min_gain_db=-6.0,
                                max_gain_db=0.0, noise_std=0.0)
   config.judges.loss_weights = dict(digit=1.0, speaker=1.0)

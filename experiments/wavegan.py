@@ -12,6 +12,8 @@ Variants (`--config=experiments/wavegan.py:VARIANT`):
            the mode-seeking term.
   tiny:    small widths and a few steps, for tests.
 
+Run numbers in comments refer to docs/experiment_log.md (WaveGAN table).
+
 Run:
   python launch/train.py --config=experiments/wavegan.py \
       --workdir=workdirs/wavegan
@@ -37,34 +39,25 @@ def get_config(arg=None):
       pad_end=True, normalize=True, split_by="fsdd_takes")
 
   config.train = ml_collections.ConfigDict()
-  # Examples per update (critic and generator alike); a step reads
-  # d_steps * batch_size real examples, as the official code does.
-  # 20000 steps of one critic and one generator update with the
-  # mode-seeking term below: from 12000 to 20000 the digits grew more even
-  # and the IS rose from 0.64 to 0.69 of real (experiments/quality.md,
-  # WaveGAN run 35; the README's run of this default: 0.656, run 38).
+  # num_steps: with the mode-seeking term the IS still rose from 12000 to
+  #   20000 (run 35); without it, it peaks at 20000 (run 19).
+  # batch_size: examples per update; a step reads d_steps of them.
   config.train.num_steps = 20000
   config.train.batch_size = 16
   config.train.learning_rate = 1e-4
   config.train.b1 = 0.5
   config.train.b2 = 0.9
-  # The critic's Adam reads d_* keys first (stage_runner.optimizer_from).
-  # Two time-scale updates (critic lr 3x the generator's, one critic update
-  # per step) in place of the paper's 5 critic updates: in an hour on this
-  # CPU, 4x the generator updates; IS 0.41 -> 0.52 of real (quality.md).
+  # The critic's rate (its Adam reads d_* keys first): 3x the generator's
+  # with one critic update per step, not the paper's 5 (runs 3-6, 29-30).
   config.train.d_learning_rate = 3e-4
   # 'constant' or 'cosine' (both networks' rates decay to 0 at num_steps).
   config.train.schedule = "constant"
   # With 'cosine': the rates held until this step, then decayed.
   config.train.decay_start = 0
-  # ema_decay > 0: the export holds an exponential moving average of the
-  # generator's weights. 0.999 gave IS 3.63 against the last weights' 3.72
-  # in the same run (quality.md, WaveGAN run 13), so it is off.
+  # > 0: the export holds an EMA of the generator (within noise, run 13).
   config.train.ema_decay = 0.0
   config.train.log_every = 50
-  # Preview audio and spectrogram images for TensorBoard; written every 50
-  # steps (log_every) they cost up to 13% of the steps per second
-  # (quality.md, WaveGAN run 18).
+  # TensorBoard previews; every 50 steps they cost up to 13% (run 18).
   config.train.summary_every = 1000
   config.train.checkpoint_every = 500
   config.train.keep_checkpoints = 2
@@ -75,30 +68,25 @@ def get_config(arg=None):
   config.wavegan.model = dict(dim=16, kernel_len=25, upsample="zeros",
                               post_proc_filter_len=0)
   # minibatch_std_group > 0: the critic sees the features' spread over
-  # groups of that many examples (ProGAN; not in the paper).
+  # groups of that many examples (ProGAN; not in the paper; run 26).
+  # upsample='nn', post_proc_filter_len=512: the paper's options (run 27).
   config.wavegan.discriminator = dict(dim=16, phaseshuffle_rad=2,
                                       minibatch_std_group=0)
   config.wavegan.latent_dim = 100
   # gp_examples: the gradient penalty on this many of each critic update's
-  # pairs (0: all of them).
+  # pairs (0: all of them; 2 of 16 is only 1.13x faster, run 14).
   # simultaneous: both networks' updates from one backward pass of the
-  # critic loss (wgan-gp, d_steps=1), the generator against the critic
-  # before its update; False: alternating, as the paper.
+  # critic loss (wgan-gp, d_steps=1; 1.19x faster, runs 17-18); False:
+  # alternating, as the paper.
   # pack > 1: the critic scores packs of that many clips (PacGAN; not in
-  # the paper); gp_examples then counts packs.
-  # mode_seeking_weight > 0: the generator's loss adds that times
-  # losses.mode_seeking_loss, which pushes apart the clips of different
-  # latents (Mao et al., 2019; not in the paper). At 0.5 three seeds gave
-  # 0.701-0.713 of real IS at step 20000 (quality.md, WaveGAN runs 37 and
-  # 43; weight 1: 0.656 and 0.686, runs 35 and 38; no term: 0.525), but
-  # the silence after the word fills with noise (silent_fraction 0.00-0.04
-  # against real 0.60 and no term's 0.58; runs 40, 43): set 0 for clips
-  # that end in silence.
-  # mode_seeking_space='log_mel': the term's distance between floored
-  # log-mel frames (run 41: keeps part of the silence, none of the gain).
-  # loudness_weight > 0: the generator's loss adds that times the dB
-  # distance between its and the real batch's frame loudnesses (run 42:
-  # holds the silence, loses the gain).
+  # the paper; run 28); gp_examples then counts packs.
+  # mode_seeking_weight: the mode-seeking term (Mao et al., 2019; not in
+  #   the paper): 0.70-0.71 of real IS against 0.525 without (runs 37, 43),
+  #   but noise in the silence after the word (run 40); 0 for clean tails.
+  # mode_seeking_space='log_mel': the term on floored log-mel frames (run
+  #   41: part of the silence kept, none of the gain).
+  # loudness_weight > 0: matches the generated frame loudnesses to the
+  #   real batch's (run 42: silence kept, gain lost).
   config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0,
                                     gp_examples=0, simultaneous=False, pack=1,
                                     mode_seeking_weight=0.5,
@@ -127,8 +115,7 @@ def get_config(arg=None):
     config.wavegan.model = dict(dim=16, kernel_size=5,
                                 griffin_lim_iterations=16)
     config.wavegan.discriminator = dict(dim=16, kernel_size=5)
-    # As measured (quality.md, WaveGAN run 32): without the mode-seeking
-    # term.
+    # As measured in run 32: without the mode-seeking term.
     config.wavegan.adversarial.mode_seeking_weight = 0.0
   elif variant == "tiny":
     # 5 critic updates per step, as the paper: the tests cover that path.

@@ -1,4 +1,4 @@
-r"""Benchmarks WaveGAN and the AV-digits stages (issue 7); prints a table.
+r"""Benchmarks WaveGAN and the AV-digits stages; prints a table.
 
 Sections (`--sections`, default all), in one process:
   wavegan:    WaveGAN d=64, 16384 samples, batch 16: generate, generator step,

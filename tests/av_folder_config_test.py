@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from experiments import av_folder
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
@@ -17,6 +19,7 @@ def test_builder_fields_follow_the_clip_geometry():
   assert config.train.batch_size == 4 and config.variant == "tiny"
 
 
+@pytest.mark.slow
 def test_acoustic_and_visual_stages_train_on_a_video_folder(make_media,
                                                             tmp_path):
   for i in range(6):  # 2 s each: two 8192-sample clips per file at 8 kHz.

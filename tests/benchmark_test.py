@@ -107,6 +107,7 @@ def test_pipeline_without_data_is_skipped_with_null_key():
   assert "no data" in results["pipeline"]["skipped"]["all"]
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_every_section(tmp_path, manual_dir,
                                       av_digits_data_dir):
   benchmark = load_launch_script("benchmark")

@@ -150,7 +150,7 @@ def make_media(tmp_path) -> MediaFactory:
 
 @pytest.fixture(scope="session")
 def av_digits_data_dir(manual_dir, tmp_path_factory) -> pathlib.Path:
-  """A TFDS data dir holding av_digits/default, built once per session.
+  """A TFDS data dir holding av_digits/default, built once per test run.
 
   $WAVEGAN_TEST_DATA_DIR, when set, is used (and filled if needed) instead of
   a fresh temporary folder.
@@ -161,3 +161,16 @@ def av_digits_data_dir(manual_dir, tmp_path_factory) -> pathlib.Path:
   pipeline.prepare_dataset("av_digits", data_dir=str(data_dir),
                            manual_dir=str(manual_dir))
   return data_dir
+
+
+# Fixtures that train a workdir end to end: every test using one is slow.
+TRAINED_FIXTURES = frozenset((
+    "tiny_run", "trained", "av_results", "tiny_wavegan", "av_workdir",
+    "wavegan_workdir", "single_run", "first_sweep"))
+
+
+def pytest_collection_modifyitems(items):
+  """Marks `slow` every test that needs a trained workdir."""
+  for item in items:
+    if TRAINED_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)

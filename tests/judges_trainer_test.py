@@ -77,6 +77,7 @@ def test_weighted_accuracy():
       logits, labels, jnp.array([1.0, 1.0, 0.0, 0.0]))) == 0.5
 
 
+@pytest.mark.slow
 def test_tiny_judges_train_and_report_test_accuracy(
     tmp_path, manual_dir, av_digits_data_dir):
   config = judges_config.get_config("tiny")

@@ -14,6 +14,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from experiments import av_digits as av_digits_config
 from wavegan_jax.training import checkpointing
@@ -24,6 +25,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_STEPS = 4
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path, av_digits_data_dir, manual_dir):
   cluster_workdir = tmp_path / "two_processes"
   log_dir = tmp_path / "logs"

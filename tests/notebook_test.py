@@ -48,6 +48,7 @@ def test_notebook_is_valid_and_guards_its_install():
              if cell.cell_type == "code"), "commit the notebook without outputs"
 
 
+@pytest.mark.slow
 def test_notebook_executes(kernel_spec, manual_dir, av_digits_data_dir,
                            monkeypatch, tmp_path):
   monkeypatch.setenv("WAVEGAN_MANUAL_DIR", str(manual_dir))

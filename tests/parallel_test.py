@@ -101,6 +101,7 @@ def subprocess_runs(tmp_path_factory):
       process.wait()
 
 
+@pytest.mark.slow
 def test_eight_simulated_devices_match_one_device(subprocess_runs):
   process, log_path = subprocess_runs['eight_devices']
   output = toy_model.finish(process, log_path, timeout=180)
@@ -119,6 +120,7 @@ def test_eight_simulated_devices_match_one_device(subprocess_runs):
       'device count.')
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(subprocess_runs):
   workdir = subprocess_runs['two_process_workdir']
   for process, log_path in subprocess_runs['two_processes']:

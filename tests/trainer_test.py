@@ -148,6 +148,7 @@ def test_separate_strategy_keeps_encoders_bit_identical(tiny_run):
                        load_export(workdir, encoder))
 
 
+@pytest.mark.slow
 def test_joint_strategy_fine_tunes_encoders_but_the_frozen_groups(
     tiny_run, manual_dir, av_digits_data_dir, tmp_path):
   workdir, _ = tiny_run
@@ -212,6 +213,7 @@ def test_joint_frozen_mask_marks_the_groups_by_prefix():
                              "encoder_lstm": {"kernel": False}}}
 
 
+@pytest.mark.slow
 def test_mismatched_export_names_parameter_and_shapes(
     tiny_run, manual_dir, av_digits_data_dir, tmp_path):
   workdir, _ = tiny_run
@@ -249,6 +251,7 @@ def test_autoencoder_reconstruction_falls_on_a_fixed_batch(
     assert values[-1] < 0.85 * values[0], (stage, values)
 
 
+@pytest.mark.slow
 def test_nan_in_batch_stops_with_step_and_term(av_digits_data_dir, manual_dir,
                                                tmp_path, monkeypatch):
   config = tiny_config(**{"train.checkpoint_every": 2})
@@ -286,6 +289,7 @@ def _train_command(workdir, data_dir, manual_dir):
           "--config.train.checkpoint_every=2"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(av_digits_data_dir,
                                                   manual_dir, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -319,6 +323,7 @@ def test_sigkill_then_resume_equals_uninterrupted(av_digits_data_dir,
 @pytest.mark.parametrize("strategy, averaged", [
     ("separate", ["generator"]),
     ("joint", ["acoustic", "generator", "visual"])])
+@pytest.mark.slow
 def test_generator_stage_ema_averages_the_trained_models_and_is_exported(
     tiny_run, manual_dir, av_digits_data_dir, strategy, averaged):
   workdir, _ = tiny_run
@@ -370,6 +375,7 @@ def test_visual_fractions_from_the_config(key, count, of_what, cases):
       count(_visual_config(**{key: bad}))
 
 
+@pytest.mark.slow
 def test_frame_budget_steps_ran_and_train_like_full_steps(
     tiny_run, av_digits_data_dir, manual_dir, tmp_path):
   workdir, _ = tiny_run

@@ -1,4 +1,4 @@
-"""Benchmarks of this project's JAX code (issue 7), as library functions.
+"""Benchmarks of this project's JAX code, as library functions.
 
 launch/benchmark.py is the entry point; the sections:
   wavegan:    WaveGAN d=64 generate / generator step / WGAN-GP critic step in
@@ -58,7 +58,8 @@ def host_info(cpuinfo_path="/proc/cpuinfo"):
 
   Timings, and even the PyTorch / JAX ratios, move between hosts: the
   same command gave ratios of 1.04-1.18 on one 2-core host and 1.25-1.77
-  on another (issue-7 notes). Every result records which one it timed.
+  on another (docs/performance.md). Every result records which one it
+  timed.
   """
   cpu, simd = platform.processor() or platform.machine(), []
   if os.path.exists(cpuinfo_path):

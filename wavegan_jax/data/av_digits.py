@@ -5,8 +5,8 @@ per recording, each with its own onset, image, wobble and reference). The
 video shows an MNIST image of the spoken digit from the onset frame for as
 many frames as the recording lasts, wobbling by a small random walk; the
 target is the recording starting exactly at the onset frame; the reference
-is another recording by the same speaker of another digit. See DESIGN.md,
-"The flagship data set".
+is another recording by the same speaker of another digit. See
+docs/design.md, "The data".
 
 Splits follow FSDD's official one: train = takes 5-49 with MNIST t10k images
 0-7999, test = takes 0-4 with images 8000-9999.

@@ -1,4 +1,4 @@
-"""The evaluation metrics of DESIGN.md as plain numpy / JAX functions.
+"""The evaluation metrics of docs/design.md as numpy / JAX functions.
 
 Every function takes host arrays (numpy or jax) and returns Python floats or
 numpy arrays; none depends on a model. The judges' outputs (logits,

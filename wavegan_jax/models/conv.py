@@ -45,7 +45,7 @@ discriminator and last generator layer) keep the direct convolution, where
 the transforms' memory traffic outweighs the saved FLOPs. Splitting the 7
 taps into parts of 4 and 3 (F(4, 4) + F(4, 3): the error of F(2, 7), 13
 products per 4 outputs instead of 16), or stacking the parts on the channel
-axis for one F(4, 4), was slower in the whole model (issue-7 notes).
+axis for one F(4, 4), was slower in the whole model (scratch timings).
 
 Fourier option (`impl='fourier'`): the same A^T ((G g) * (B^T d)) form with
 the points on the unit circle, i.e. overlap-save with a real DFT of 32-sample

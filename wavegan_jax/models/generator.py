@@ -22,7 +22,7 @@ Decoders (samples_per_frame = num_samples / num_frames):
   bands. Harmonics exist from the first step, so the reconstruction and
   adversarial terms shape formants instead of first having to invent
   periodicity (the 'conv' decoder's output was broadband noise after 6000
-  steps here; experiments/quality.md).
+  steps here; docs/experiment_log.md).
 
 Parameter counts (see `count_params`) at the suggested 2-core CPU defaults
 (8192 samples, 32 frames, Dv = Dc = Ds = 64, LSTM 128 per direction,

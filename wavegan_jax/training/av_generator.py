@@ -3,12 +3,12 @@
 The acoustic and visual encoders are restored params-only from the earlier
 stages' exports (<workdir>/acoustic/export, <workdir>/visual/export); a
 mismatching export fails naming the parameter and both shapes.
-  strategy 'separate' (default): the encoders are constants closed over by
-    the step, outside the train state and the optimizers.
-  strategy 'joint': they are models of the train state ('acoustic',
-    'visual'), fine-tuned by the generator's objective with their own Adam
-    (learning rate: the generator's times
-    `generator.train.encoder_learning_rate_scale`).
+  strategy 'separate': the encoders are constants closed over by the step,
+    outside the train state and the optimizers.
+  strategy 'joint' (experiments/av_digits.py's default): they are models
+    of the train state ('acoustic', 'visual'), fine-tuned by the
+    generator's objective with their own Adam (learning rate: the
+    generator's times `generator.train.encoder_learning_rate_scale`).
     `generator.joint_frozen` keeps chosen encoder parameters as exported
     ('visual/conv_layers' holds every visual CNN level): no gradient is
     computed for them and their updates are zero.
@@ -131,7 +131,7 @@ def generate(modules, generator_params, encoder_params, batch, z,
   visual_noise: optional (std, rng): training-time Gaussian noise added to
   the visual context. The train split pairs each recording with one MNIST
   image, so without it the generator memorises image -> take and the digit
-  does not carry over to new images (experiments/quality.md).
+  does not carry over to new images (docs/experiment_log.md).
   """
   visual_context, acoustic_context, style = conditioning(
       modules, encoder_params, batch)

@@ -75,7 +75,7 @@ def discriminator_update(state: dict, critic: Critic, real: jax.Array,
       real/fake pairs only (None: all). The penalty is a mean over random
       interpolates, so a subset is an unbiased, noisier estimate of it with
       a cheaper double backward (at WaveGAN d=16 on a CPU only 1.07-1.13x
-      faster per step: experiments/quality.md, WaveGAN run 14).
+      faster per step: docs/experiment_log.md, WaveGAN run 14).
 
   Returns:
     (new state, metrics with 'd_loss', 'd_real', 'd_fake', 'd_grad_norm' and
