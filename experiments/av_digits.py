@@ -88,8 +88,8 @@ def _base_config():
   # reads its own keys.
   config.generator.discriminator = dict(
       kind="wavegan", dim=16, phaseshuffle_rad=2, condition=True,
-      periods=(2, 3, 5, 7, 11), period_channels=(16, 32, 64, 64),
-      fft_sizes=(512, 256, 128), spectrogram_channels=16)
+      periods=(2, 3, 5), period_channels=(8, 16, 32, 32),
+      fft_sizes=(512, 256, 128), spectrogram_channels=8)
   config.generator.adversarial = dict(loss="hinge", d_steps=1, start_step=0,
                                       gp_weight=10.0, d_learning_rate=1e-4,
                                       d_b1=0.5, d_b2=0.9)

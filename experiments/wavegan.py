@@ -96,9 +96,9 @@ def get_config(arg=None):
   # multi-resolution spectrogram (models/vocoder_discriminators.py); off
   # while both weights are 0.
   config.wavegan.spectral_critic = dict(
-      weight=0.0, feature_matching=0.0, periods=(2, 3, 5, 7, 11),
-      period_channels=(16, 32, 64, 64), fft_sizes=(512, 256, 128),
-      spectrogram_channels=16)
+      weight=0.0, feature_matching=0.0, periods=(2, 3, 5),
+      period_channels=(8, 16, 32, 32), fft_sizes=(256,),
+      spectrogram_channels=8)
   config.wavegan.train = {}
 
   if variant == "paper":

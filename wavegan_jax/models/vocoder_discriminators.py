@@ -76,16 +76,19 @@ class PeriodDiscriminator(nn.Module):
 class SpectrogramPatchDiscriminator(nn.Module):
   """2-D convolutions over one resolution's log-magnitude spectrogram.
 
+  Every layer first folds bin pairs into channels (a stride-2 view of the
+  frequency axis), so each layer reads half the bins of the one before.
+
   Attributes:
     n_fft: FFT size (and Hann window length).
     hop_length: STFT hop.
     channels: features of every hidden convolution.
-    num_layers: hidden convolutions; each but the first halves the bins.
+    num_layers: hidden convolutions.
     eps: magnitude floor before the log.
   """
   n_fft: int
   hop_length: int
-  channels: int = 32
+  channels: int = 8
   num_layers: int = 3
   eps: float = 1e-5
 
@@ -95,17 +98,15 @@ class SpectrogramPatchDiscriminator(nn.Module):
     """Maps audio [B, N] to (logits [B, P], hidden activations)."""
     spec = spectral.stft(audio, self.n_fft, self.hop_length)
     hidden = jnp.log(spectral.magnitude(spec, self.eps))[..., None]
-    batch, frames, bins, _ = hidden.shape
+    batch, frames = hidden.shape[:2]
     features = []
     for layer in range(self.num_layers):
-      if layer:  # Bin pairs into channels: a stride-2 view of the bins.
-        bins = hidden.shape[2]
-        if bins % 2:
-          hidden = jnp.pad(hidden, ((0, 0), (0, 0), (0, 1), (0, 0)))
-          bins += 1
-        hidden = hidden.reshape(batch, frames, bins // 2,
-                                2 * hidden.shape[-1])
-      hidden = nn.Conv(self.channels, (3, 9 if not layer else 3),
+      bins = hidden.shape[2]
+      if bins % 2:
+        hidden = jnp.pad(hidden, ((0, 0), (0, 0), (0, 1), (0, 0)))
+        bins += 1
+      hidden = hidden.reshape(batch, frames, bins // 2, 2 * hidden.shape[-1])
+      hidden = nn.Conv(self.channels, (3, 5 if not layer else 3),
                        padding="SAME", name=f"conv_{layer}")(hidden)
       hidden = nn.leaky_relu(hidden, negative_slope=0.2)
       features.append(hidden)
@@ -125,9 +126,9 @@ class VocoderDiscriminator(nn.Module):
     spectrogram_channels: their convolution width.
   """
   periods: Sequence[int] = (2, 3, 5, 7, 11)
-  period_channels: Sequence[int] = (16, 32, 64, 64)
+  period_channels: Sequence[int] = (8, 16, 32, 32)
   fft_sizes: Sequence[int] = (512, 256, 128)
-  spectrogram_channels: int = 32
+  spectrogram_channels: int = 8
 
   @nn.compact
   def __call__(self, audio: jnp.ndarray, return_features: bool = False
