@@ -11,6 +11,7 @@ Examples:
       --judges_workdir=workdirs/judges --num_examples=1000
   python launch/evaluate.py --workdir=workdirs/wavegan \
       --judges_workdir=workdirs/judges --latent_scale=0.8
+  python launch/evaluate.py --workdir=workdirs/av_digits --instruments=false
 
 Bad input (no trained generator, no judges, an unknown split) prints one
 line `error: ...` and exits with status 2.
@@ -38,6 +39,13 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32,
                                    "Generation / judging batch size.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise and subsets.")
+_INSTRUMENTS = flags.DEFINE_bool(
+    "instruments", True, "Also measure with DNSMOS, pYIN, PocketSphinx, MCD "
+    "(AV) and tonal lines (WaveGAN) beside the real clips (docs/"
+    "instruments.md); a few minutes on 2 cores.")
+_INSTRUMENT_CLIPS = flags.DEFINE_integer(
+    "instrument_clips", 300, "At most this many clips of each set for the "
+    "instruments.")
 _LATENT_SCALE = flags.DEFINE_float(
     "latent_scale", 1.0, "WaveGAN: the latents times this (< 1: "
     "truncation); results go to W/eval_latent_scale_S.")
@@ -59,7 +67,9 @@ def main(argv):
         judges_workdir=_JUDGES_WORKDIR.value,
         num_examples=_NUM_EXAMPLES.value, manual_dir=_MANUAL_DIR.value,
         data_dir=_DATA_DIR.value, batch_size=_BATCH_SIZE.value,
-        seed=_SEED.value, latent_scale=_LATENT_SCALE.value)
+        seed=_SEED.value, latent_scale=_LATENT_SCALE.value,
+        instruments=_INSTRUMENTS.value,
+        instrument_clips=_INSTRUMENT_CLIPS.value)
   except (evaluate.EvaluationError,
           checkpointing.CheckpointMismatchError) as error:
     print(f"error: {error}", file=sys.stderr)

@@ -37,6 +37,16 @@ AV_KEYS = {
     "real_inception_score_std", "inception_splits", "pesq_failed",
     "stoi_failed", "stft_distance", "split", "judges_workdir",
     "reference_digit_rate", "real_reference_digit_rate"}
+# The instruments' keys (instrument_pass.py), each unpaired one with its
+# real_ twin.
+INSTRUMENT_KEYS = {
+    "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808",
+    "voiced_share", "spectral_flatness", "asr_digit_accuracy"}
+AV_INSTRUMENT_KEYS = (
+    INSTRUMENT_KEYS | {"real_" + key for key in INSTRUMENT_KEYS}
+    | {"vuv_f1", "f0_error_cents", "mcd_db", "mcd_db_real_floor",
+       "mcd_failed", "mcd_real_floor_failed", "instrument_clips",
+       "instrument_nonfinite_clips", "instrument_seconds"})
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +74,20 @@ def test_av_metrics_json_has_every_key(av_results):
   eval_dir, results = av_results
   written = json.loads((eval_dir / "metrics.json").read_text())
   assert written == results
-  assert set(written) == AV_KEYS
+  assert set(written) == AV_KEYS | AV_INSTRUMENT_KEYS
+  assert written["instrument_clips"] == 16
+  for key in ("dnsmos_sig", "dnsmos_ovrl", "real_dnsmos_sig",
+              "real_dnsmos_ovrl"):
+    assert 1.0 <= written[key] <= 5.0, key
+  # Real targets: speech, mostly voiced, and a floor MCD for every one
+  # (each test take has four other takes of its digit and speaker).
+  assert 0.3 < written["real_voiced_share"] <= 1.0
+  assert written["mcd_real_floor_failed"] == 0
+  assert written["mcd_db_real_floor"] > 0.0
+  assert 0.0 <= written["real_asr_digit_accuracy"] <= 1.0
+  for key in ("vuv_f1", "f0_error_cents", "mcd_db", "voiced_share",
+              "spectral_flatness"):
+    assert written[key] is None or written[key] >= 0.0, key
   assert written["num_examples"] == 16 and written["split"] == "test"
   assert written["inception_splits"] == 10
   for key in ("digit_accuracy", "speaker_accuracy", "real_digit_accuracy",
@@ -102,6 +125,8 @@ def test_av_report_links_images_and_wavs_that_exist(av_results):
   audio, rate = soundfile.read(eval_dir / wavs[0])
   assert rate == 8000 and audio.shape == (8192,)
   assert f"| digit accuracy | {results['digit_accuracy']:.4g} |" in report
+  assert (f"| DNSMOS P.808 MOS | {results['dnsmos_p808']:.4g} | "
+          f"{results['real_dnsmos_p808']:.4g} |") in report
 
 
 def _assert_each_exits_2_with_one_line(processes, expected_starts):
@@ -172,10 +197,20 @@ def test_wavegan_workdir_reports_inception_and_diversity(
   results = evaluate.evaluate(str(workdir), num_examples=12,
                               judges_workdir=str(runs / "judges"),
                               manual_dir=str(manual_dir),
-                              data_dir=str(data_dir), batch_size=6)
+                              data_dir=str(data_dir), batch_size=6,
+                              instrument_clips=8)
   written = json.loads((workdir / "eval" / "metrics.json").read_text())
   assert written == results
   assert written["num_examples"] == 12
+  # The instruments on 8 clips of each set, tonal lines on all.
+  for key in INSTRUMENT_KEYS | {"tonal_line_db", "tonal_line_hz"}:
+    assert key in written and "real_" + key in written, key
+  assert written["instrument_clips"] == written["real_instrument_clips"] == 8
+  assert 1.0 <= written["real_dnsmos_ovrl"] <= 5.0
+  # 8192 samples come from five stride-4 layers: lines at multiples of
+  # 2000, 500 or 125 Hz.
+  assert written["tonal_line_hz"] % 125 == 0
+  assert written["real_tonal_line_hz"] % 125 == 0
   assert written["num_real_examples"] == 300  # FSDD test takes, 1 slice each.
   assert written["inception_splits"] == 10
   for key in ("inception_score", "real_inception_score"):
@@ -215,7 +250,8 @@ def test_wavegan_latent_scale_scales_the_latents_and_writes_beside(
                       recording_generate)
   kwargs = dict(num_examples=12, judges_workdir=str(runs / "judges"),
                 manual_dir=str(manual_dir), data_dir=str(data_dir),
-                batch_size=6)
+                batch_size=6,
+                instruments=False)
   evaluate.evaluate(str(workdir), **kwargs)
   results = evaluate.evaluate(str(workdir), latent_scale=0.5, **kwargs)
   np.testing.assert_array_equal(seen[1], seen[0] * np.float32(0.5))
@@ -227,6 +263,27 @@ def test_wavegan_latent_scale_scales_the_latents_and_writes_beside(
       "latent_scale"] == 1.0
   assert "Latents scaled by 0.5 (truncation)." in (
       scaled / "report.md").read_text()
+  assert "instrument_clips" not in results
+  assert "Instruments (DNSMOS, pYIN, PocketSphinx) skipped" in (
+      scaled / "report.md").read_text()
+
+
+def test_bad_instrument_clips_is_named(trained):
+  runs, _ = trained
+  with pytest.raises(evaluate.EvaluationError,
+                     match="instrument_clips must be >= 1, got 0"):
+    evaluate.evaluate(str(runs / "av"), instrument_clips=0)
+
+
+def test_floor_partners_are_other_takes_of_the_same_digit_and_speaker():
+  clips = {"target": np.arange(1, 6, dtype=np.float32)[:, None] * np.ones(3),
+           "digit": np.array([1, 2, 1, 1, 3]),
+           "speaker": np.array([0, 0, 0, 1, 0]),
+           "target_id": np.array([b"1_a_0", b"2_a_0", b"1_a_1", b"1_b_0",
+                                  b"3_a_0"])}
+  partners = evaluate.floor_partners(clips, np.array([0, 2, 3]))
+  # 0 <-> 2 (digit 1, speaker 0); 3 has no other take: zeros.
+  np.testing.assert_array_equal(partners, [[3.0] * 3, [1.0] * 3, [0.0] * 3])
 
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
@@ -262,7 +319,8 @@ def test_specgan_workdir_generates_audio_and_is_evaluated(
   results = evaluate.evaluate(str(workdir), num_examples=12,
                               judges_workdir=str(runs / "judges"),
                               manual_dir=str(manual_dir),
-                              data_dir=str(data_dir), batch_size=6)
+                              data_dir=str(data_dir), batch_size=6,
+                              instruments=False)
   assert 1.0 - 1e-9 <= results["inception_score"] <= 10.0
   assert sum(results["digit_counts"]) == 12
   # The real clips' ceiling through the representation.
@@ -291,7 +349,8 @@ def test_wavegan_matched_inception_scores_as_many_clips_as_real(
   results = evaluate.evaluate(str(workdir), num_examples=320,
                               judges_workdir=str(runs / "judges"),
                               manual_dir=str(manual_dir),
-                              data_dir=str(data_dir), batch_size=64)
+                              data_dir=str(data_dir), batch_size=64,
+                              instruments=False)
   # Generated, real, then the first 300 generated in the real's 10 splits.
   assert scored == [(320, 10), (300, 10), (300, 10)]
   assert results["inception_score_matched_examples"] == 300
@@ -364,7 +423,8 @@ def test_export_checkpoint_writes_a_step_that_evaluates(
   results = evaluate.evaluate(str(tmp_path / "step2_ema"), num_examples=12,
                               judges_workdir=str(runs / "judges"),
                               manual_dir=str(manual_dir),
-                              data_dir=str(data_dir), batch_size=6)
+                              data_dir=str(data_dir), batch_size=6,
+                              instruments=False)
   assert results["num_examples"] == 12
   assert np.isfinite(results["inception_score"])
 

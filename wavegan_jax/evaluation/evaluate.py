@@ -17,6 +17,11 @@ Two kinds of workdir (told apart by W/config.json, as the trainer does):
   the generator's spectrogram round trip (normalise, clip, Griffin-Lim):
   the ceiling of what that representation can score.
 
+Both also carry the field's instruments (`instrument_pass.py`: DNSMOS,
+pYIN voicing, spectral flatness, PocketSphinx, MCD for AV, tonal lines for
+WaveGAN), each beside the real clips' figure; `instruments=False` skips
+them.
+
 The judges hear 8 kHz audio of their config's clip length (8192 samples):
 audio at another rate is resampled (scipy's polyphase filter) and then
 cropped or zero-padded at the end to that length.
@@ -39,8 +44,10 @@ import scipy.signal
 
 from wavegan_jax.data import pipeline
 from wavegan_jax.evaluation import generate as generate_lib
+from wavegan_jax.evaluation import instrument_pass
 from wavegan_jax.evaluation import metrics as metrics_lib
 from wavegan_jax.evaluation import report
+from wavegan_jax.models import wavegan as wavegan_model
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import judges_trainer
 from wavegan_jax.training import stage_runner
@@ -187,10 +194,44 @@ def _text(value) -> str:
   return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def floor_partners(clips: dict, keep: np.ndarray) -> np.ndarray:
+  """For each kept example, another real take of its digit and speaker.
+
+  The MCD floor: the next example of the whole split (in order, wrapping
+  round) with the same digit and speaker and another target recording.
+
+  Args:
+    clips: the whole split's 'target', 'digit', 'speaker', 'target_id'.
+    keep: indices of the evaluated examples.
+
+  Returns:
+    [len(keep), N] targets; a row of zeros where no other take exists.
+  """
+  count = len(clips["target"])
+  partners = np.zeros((len(keep),) + clips["target"].shape[1:],
+                      clips["target"].dtype)
+  for row, index in enumerate(keep):
+    for offset in range(1, count):
+      other = (index + offset) % count
+      if (clips["digit"][other] == clips["digit"][index]
+          and clips["speaker"][other] == clips["speaker"][index]
+          and clips["target_id"][other] != clips["target_id"][index]):
+        partners[row] = clips["target"][other]
+        break
+  return partners
+
+
 def evaluate_av(config, workdir, judges: Judges, *, split: str,
                 num_examples: Optional[int], manual_dir, data_dir,
-                batch_size: int, seed: int, output_dir: str) -> dict:
-  """Generates for an AV-digits split and scores it; writes output_dir."""
+                batch_size: int, seed: int, output_dir: str,
+                instruments: bool = True,
+                instrument_clips: Optional[int] = (
+                    instrument_pass.DEFAULT_MAX_CLIPS)) -> dict:
+  """Generates for an AV-digits split and scores it; writes output_dir.
+
+  instruments: also run `instrument_pass.measure_av` on (at most
+  instrument_clips of) the examples.
+  """
   generator = _loaded(lambda: generate_lib.AVGenerator(workdir, config))
   check_split(config, split, manual_dir, data_dir,
               stage_runner.data_kwargs(config))
@@ -199,6 +240,7 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
   clips = judges_trainer.split_clips(config, split, manual_dir=manual_dir,
                                      data_dir=data_dir, fields=fields)
   keep = _subset(len(clips["target"]), num_examples, seed)
+  partners = floor_partners(clips, keep) if instruments else None
   clips = {key: value[keep] for key, value in clips.items()}
   count = len(keep)
   # The floor of FAD: as many real train takes as examples, drawn at random.
@@ -270,6 +312,10 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
       "stoi_failed": stoi.num_failed,
       "stft_distance": stft["total"],
   }
+  if instruments:
+    results.update(_json_floats(instrument_pass.measure_av(
+        generated, real, partners, clips["digit"], rate,
+        max_clips=instrument_clips, seed=seed)))
   report.write_av_report(
       output_dir, results, generated=generated, real=real,
       reference=clips["reference"], digits=clips["digit"],
@@ -279,6 +325,12 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
 
 
 # --- Unconditional WaveGAN workdirs -------------------------------------------
+
+
+def _json_floats(results: dict) -> dict:
+  """NaN / inf floats as None (JSON has neither)."""
+  return {key: metrics_lib.safe_float(value) if isinstance(value, float)
+          else value for key, value in results.items()}
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:
@@ -298,10 +350,14 @@ def _audio_folder_split(config, split, manual_dir, data_dir) -> np.ndarray:
 def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
                      num_examples: Optional[int], manual_dir, data_dir,
                      batch_size: int, seed: int, output_dir: str,
-                     latent_scale: float = 1.0) -> dict:
+                     latent_scale: float = 1.0, instruments: bool = True,
+                     instrument_clips: Optional[int] = (
+                         instrument_pass.DEFAULT_MAX_CLIPS)) -> dict:
   """IS and nearest-neighbour figures of generated vs real clips.
 
-  latent_scale multiplies the latents (truncation below 1).
+  latent_scale multiplies the latents (truncation below 1). instruments:
+  also run `instrument_pass.measure_wavegan` (on at most instrument_clips
+  clips of each set; tonal lines on all).
   """
   generator = _loaded(lambda: generate_lib.WaveGANGenerator(workdir, config))
   folder_dir = (None if manual_dir is None else
@@ -373,6 +429,15 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
         judges(round_trip, rate, batch_size)["digit_probabilities"], splits)
     results.update(real_round_trip_inception_score=round_trip_inception[0],
                    real_round_trip_inception_score_std=round_trip_inception[1])
+  if instruments:
+    # The last layers' strides set the checkerboard's lines.
+    _, _, layers = wavegan_model.generator_layout(
+        config.data.builder_kwargs.slice_len, 1, 1)
+    strides = [stride for _, stride in layers][::-1][:3]
+    results.update(_json_floats(instrument_pass.measure_wavegan(
+        generated, real, judged["digit_probabilities"].argmax(-1),
+        judged_real["digit_probabilities"].argmax(-1), rate, strides,
+        max_clips=instrument_clips, seed=seed)))
   report.write_wavegan_report(output_dir, results,
                               generated=generated, real=real,
                               sample_rate=rate)
@@ -384,7 +449,10 @@ def evaluate(workdir: str, *, split: str = "test",
              num_examples: Optional[int] = None,
              manual_dir: Optional[str] = None,
              data_dir: Optional[str] = None, batch_size: int = 32,
-             seed: int = 0, latent_scale: float = 1.0) -> dict:
+             seed: int = 0, latent_scale: float = 1.0,
+             instruments: bool = True,
+             instrument_clips: Optional[int] = (
+                 instrument_pass.DEFAULT_MAX_CLIPS)) -> dict:
   """Evaluates a trained workdir; writes W/eval/metrics.json and report.md.
 
   Args:
@@ -399,6 +467,10 @@ def evaluate(workdir: str, *, split: str = "test",
     seed: seed of the noise / latents and of the subsets.
     latent_scale: WaveGAN: the latents times this, > 0 (below 1:
       truncation); the results then go to `eval_dir(workdir, latent_scale)`.
+    instruments: also measure with DNSMOS, pYIN, PocketSphinx, MCD (AV)
+      and tonal lines (WaveGAN), each beside the real clips' figure.
+    instrument_clips: at most this many clips of each set for the
+      instruments (None: all; tonal lines always read all).
 
   Returns:
     The metrics written to metrics.json.
@@ -420,6 +492,9 @@ def evaluate(workdir: str, *, split: str = "test",
     raise EvaluationError(f"latent_scale must be a finite number > 0, got "
                           f"{latent_scale!r}")
   output_dir = eval_dir(workdir, latent_scale)
+  if instrument_clips is not None and instrument_clips < 1:
+    raise EvaluationError(f"instrument_clips must be >= 1, got "
+                          f"{instrument_clips}")
   if "acoustic" in config:
     if latent_scale != 1:
       raise EvaluationError(f"latent_scale={latent_scale:g} is for "
@@ -436,7 +511,8 @@ def evaluate(workdir: str, *, split: str = "test",
   results = evaluate_fn(config, workdir, judges, split=split,
                         num_examples=num_examples, manual_dir=manual_dir,
                         data_dir=data_dir, batch_size=batch_size, seed=seed,
-                        output_dir=output_dir)
+                        output_dir=output_dir, instruments=instruments,
+                        instrument_clips=instrument_clips)
   results["judges_workdir"] = os.path.abspath(judges_workdir)
   with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
     json.dump(results, f, indent=1)

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import soundfile
 
+from wavegan_jax.evaluation import instrument_pass
 from wavegan_jax.evaluation import metrics as metrics_lib
 
 NUM_SHOWN = 4  # Examples drawn and written as wav.
@@ -168,9 +169,11 @@ def write_av_report(output_dir: str, results: dict, *, generated, real,
           ("STOI vs target", r["stoi"], None),
           ("multi-resolution STFT distance vs target", r["stft_distance"],
            None),
+          *instrument_pass.report_rows(r),
       ]), "",
       f"Clips without a detected onset: {r['sync_undetected']}; clips PESQ "
       f"could not score: {r['pesq_failed']}; STOI: {r['stoi_failed']}.", "",
+      *instrument_pass.report_note(r),
       "## Digit confusion (judge on generated audio)", "",
       "![confusion matrix](confusion_matrix.png)", "",
       "## Spectrograms: generated next to real", "",
@@ -236,7 +239,8 @@ def write_wavegan_report(output_dir: str, results: dict, *, generated, real,
            r["marginal_entropy"], r["real_marginal_entropy"]),
           ("share of 32 ms frames below -50 dBFS (silence)",
            r["silent_fraction"], r["real_silent_fraction"]),
-      ]), "",
+          *instrument_pass.report_rows(r),
+      ]), "", *instrument_pass.report_note(r),
       "log IS of one split = H(y) - H(y|x): a high H(y|x) means clips the "
       "judge is unsure of, a low H(y) digits the generator drops or "
       "favours.", "", *round_trip,
