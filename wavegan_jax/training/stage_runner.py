@@ -256,7 +256,9 @@ def export_checkpoint(workdir: str, stage: str, step: int, weights: str,
           f"step {step} of {directory} keeps no EMA copies (the run had "
           "train.ema_decay off); export weights='last'")
     models.update(state["ema_params"])
-  models.pop("discriminator", None)
+  # Critics ('discriminator', 'spectral_discriminator') are not exported.
+  models = {name: params for name, params in models.items()
+            if not name.endswith("discriminator")}
   own_export = export_path(workdir, stage)
   if stage == "generator" and os.path.isdir(own_export):
     # Frozen ('separate') encoders are not in the state: the run's export
