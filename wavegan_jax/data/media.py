@@ -19,28 +19,17 @@ from PIL import ImageSequence
 import soundfile
 import soxr
 
+from wavegan_jax import errors
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 # The fixed set of reasons a file can be rejected for.
-REASONS = ("empty", "undecodable", "no_frames", "no_audio", "non_finite",
-           "too_short", "silent")
+REASONS = errors.MEDIA_REASONS
 
 PathLike = str | os.PathLike
-
-
-class MediaError(ValueError):
-  """A media file that cannot be used; `reason` is one of `REASONS`."""
-
-  def __init__(self, path: PathLike, reason: str, detail: str = ""):
-    if reason not in REASONS:
-      raise ValueError(f"unknown media error reason {reason!r}")
-    self.path = str(path)
-    self.reason = reason
-    self.detail = detail
-    message = f"{self.path}: {reason}"
-    super().__init__(f"{message} ({detail})" if detail else message)
+MediaError = errors.MediaError
 
 
 def _check_file(path: PathLike) -> pathlib.Path:

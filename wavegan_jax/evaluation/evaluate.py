@@ -37,6 +37,7 @@ import ml_collections
 import numpy as np
 import scipy.signal
 
+from wavegan_jax import errors
 from wavegan_jax.data import pipeline
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import metrics as metrics_lib
@@ -50,8 +51,7 @@ METRICS_FILE = "metrics.json"
 DEFAULT_WAVEGAN_EXAMPLES = 1000
 
 
-class EvaluationError(stage_runner.UserFacingError):
-  """Bad input to the evaluation (missing export, judges, unknown split)."""
+EvaluationError = errors.EvaluationError
 
 
 def eval_dir(workdir: str, latent_scale: float = 1.0) -> str:

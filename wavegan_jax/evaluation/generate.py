@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from wavegan_jax import errors
 from wavegan_jax.data import media
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
@@ -40,13 +41,7 @@ WAVEGAN_KIND = "wavegan"
 PREVIEW_GAP_SECONDS = 0.5
 
 
-class GenerateError(Exception):
-  """A problem with a file the user gave; str() is '<file>: <what>'."""
-
-  def __init__(self, path: PathLike, message: str):
-    self.path = str(path)
-    self.message = message
-    super().__init__(f"{self.path}: {message}")
+GenerateError = errors.GenerateError
 
 
 # ---------------------------------------------------------------------------

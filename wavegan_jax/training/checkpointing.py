@@ -31,13 +31,13 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from wavegan_jax import errors
 from wavegan_jax.training import parallel
 
 PyTree = Any
 
 
-class CheckpointMismatchError(ValueError):
-  """A saved tree does not have the structure/shapes the model expects."""
+CheckpointMismatchError = errors.CheckpointMismatchError
 
 
 # ---------------------------------------------------------------------------

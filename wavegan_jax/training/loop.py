@@ -45,6 +45,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import tqdm
 
+from wavegan_jax import errors
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import parallel
 
@@ -100,8 +101,7 @@ def release_in_background(stage: str, holder: list) -> threading.Thread:
   return thread
 
 
-class NonFiniteError(FloatingPointError):
-  """A train step produced NaN or inf; nothing from it was saved."""
+NonFiniteError = errors.NonFiniteError
 
 
 def _first_non_finite(pending: Sequence[tuple[int, dict]]
