@@ -1,0 +1,130 @@
+"""issue 40: nothing lost, nothing silently wrong.
+
+A workdir is held by one run, keeps the config its weights were trained
+with, and a bad config value stops the run before any stage trains; resume
+survives damaged checkpoints and a cut-off metrics line; commands end on bad
+input with one line and exit 2.
+"""
+
+import json
+import logging
+import os
+import socket
+
+import pytest
+
+from experiments import av_digits as av_digits_config
+from wavegan_jax import errors
+from wavegan_jax.training import config_checks
+from wavegan_jax.training import trainer
+from wavegan_jax.training import workdir as workdir_lib
+
+
+def tiny_config(**overrides):
+  config = av_digits_config.get_config("tiny").unlock()
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
+  return config.lock()
+
+
+# --- Case 2: one run per workdir. ---
+
+
+def test_second_run_on_a_held_workdir_stops_naming_pid_and_host(tmp_path):
+  with workdir_lib.WorkdirLock(str(tmp_path)):
+    with pytest.raises(errors.WorkdirLockedError) as error:
+      trainer.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert str(error.value) == (
+      f"{tmp_path}: in use by process {os.getpid()} on host "
+      f"{socket.gethostname()} (lock {tmp_path}/.lock); wait for that run to "
+      "end or stop it")
+  # Nothing of the second run was written.
+  assert sorted(os.listdir(tmp_path)) == [".lock"]
+
+
+def test_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path,
+                                                             caplog):
+  lock_path = tmp_path / ".lock"
+  lock_path.write_text(json.dumps({"pid": 4194303, "host": "gone"}))
+  with caplog.at_level(logging.WARNING):
+    with workdir_lib.WorkdirLock(str(tmp_path)):
+      assert json.loads(lock_path.read_text()) == {
+          "pid": os.getpid(), "host": socket.gethostname()}
+  assert (f"{lock_path}: taking over the lock of process 4194303 on host "
+          "gone, which ended without releasing it") in caplog.text
+  # A clean release leaves an empty lock file: the next run does not warn.
+  assert lock_path.read_text() == ""
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    with workdir_lib.WorkdirLock(str(tmp_path)):
+      pass
+  assert "taking over" not in caplog.text
+
+
+# --- Case 3: a rerun with another config. ---
+
+
+def test_rerun_with_other_overrides_stops_and_names_the_keys(tmp_path):
+  workdir_lib.write_config(str(tmp_path), tiny_config())
+  before = (tmp_path / "config.json").read_text()
+  changed = tiny_config(**{"generator.model.lstm_features": 32,
+                           "train.learning_rate": 2e-3})
+  with pytest.raises(errors.WorkdirConfigError) as error:
+    trainer.train_and_evaluate(changed, str(tmp_path))
+  assert str(error.value) == (
+      f"{tmp_path}/config.json: this run's config differs from the "
+      "workdir's in 2 key(s): generator.model.lstm_features: 16 -> 32; "
+      "train.learning_rate: 0.001 -> 0.002; rerun with the workdir's "
+      "settings, or use a new --workdir")
+  assert (tmp_path / "config.json").read_text() == before
+  # Where the data lives is not part of what was trained.
+  moved = tiny_config(**{"data.data_dir": "/elsewhere"})
+  assert not workdir_lib.check_config(str(tmp_path), moved)
+
+
+# --- Case 4: every value checked before any stage trains. ---
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"generator.train.num_steps": 0},
+     "generator.train.num_steps=0: must be an integer >= 1"),
+    ({"visual.train.num_steps": -3},
+     "visual.train.num_steps=-3"),
+    ({"strategy": "bogus"},
+     "strategy='bogus': must be one of ('separate', 'joint')"),
+    ({"train.batch_size": 0}, "train.batch_size=0: must be an integer >= 1"),
+    ({"train.log_every": 0}, "train.log_every=0: must be an integer >= 1"),
+    ({"train.checkpoint_every": 0}, "train.checkpoint_every=0"),
+    ({"generator.train.learning_rate": -1.0},
+     "generator.train.learning_rate=-1.0: must be a number > 0"),
+    ({"generator.train.ema_decay": 1.5}, "ema_decay must be in [0, 1)"),
+    ({"train.summary_every": 0}, "train.summary_every=0"),
+])
+def test_bad_config_values_stop_before_any_stage_trains(tmp_path, overrides,
+                                                        message):
+  config = tiny_config(**overrides)
+  with pytest.raises(errors.ConfigError) as error:
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert message in str(error.value)
+  assert not (tmp_path / "run").exists()
+
+
+def test_batch_not_divisible_by_the_devices_is_named(monkeypatch):
+  monkeypatch.setattr(config_checks.jax, "device_count", lambda: 3)
+  with pytest.raises(errors.ConfigError) as error:
+    config_checks.check_run_config(tiny_config(), ("acoustic",))
+  assert str(error.value) == ("train.batch_size=4: must be divisible by the "
+                              "3 devices the batch is split over")
+
+
+def test_the_default_configs_pass_the_checks():
+  from experiments import judges  # pylint: disable=g-import-not-at-top
+  from experiments import wavegan  # pylint: disable=g-import-not-at-top
+  for config in (av_digits_config.get_config(), tiny_config(),
+                 wavegan.get_config(), wavegan.get_config("tiny"),
+                 judges.get_config("tiny")):
+    config_checks.check_run_config(config, trainer.experiment_stages(config))
