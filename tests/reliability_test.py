@@ -9,12 +9,15 @@ input with one line and exit 2.
 import json
 import logging
 import os
+import shutil
 import socket
 
+import numpy as np
 import pytest
 
 from experiments import av_digits as av_digits_config
 from wavegan_jax import errors
+from wavegan_jax.training import checkpointing
 from wavegan_jax.training import config_checks
 from wavegan_jax.training import trainer
 from wavegan_jax.training import workdir as workdir_lib
@@ -128,3 +131,122 @@ def test_the_default_configs_pass_the_checks():
                  wavegan.get_config(), wavegan.get_config("tiny"),
                  judges.get_config("tiny")):
     config_checks.check_run_config(config, trainer.experiment_stages(config))
+
+
+# --- Case 5: damaged checkpoints, a cut-off metrics line, a damaged export.
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+  """A 20-step toy run with checkpoints 10 and 20 (copied per test)."""
+  import toy_train_main  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp("toy")
+  toy_train_main.train(str(workdir), 20)
+  return workdir
+
+
+def _copy_run(toy_run, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(toy_run, workdir)
+  return workdir
+
+
+def _restore(workdir):
+  import toy_model  # pylint: disable=g-import-not-at-top
+  checkpointer = checkpointing.StageCheckpointer(
+      str(workdir / "checkpoints"), max_to_keep=2)
+  try:
+    state, source = checkpointer.restore_or_init(toy_model.init_state)
+    return int(state["step"]), source, checkpointer.manager.all_steps()
+  finally:
+    checkpointer.close()
+
+
+def _cut_arrays(step_dir):
+  """Truncates every array data file of a checkpoint step to half."""
+  for path in step_dir.glob("default/**/d/*"):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [
+    _cut_arrays,  # Cut off (a full disk, a copy interrupted).
+    lambda step_dir: (step_dir / "default" / "_METADATA").unlink(),  # Half
+])                                                                   # gone.
+def test_resume_skips_a_damaged_latest_checkpoint(toy_run, tmp_path, caplog,
+                                                  damage):
+  workdir = _copy_run(toy_run, tmp_path)
+  damage(workdir / "checkpoints" / "20")
+  with caplog.at_level(logging.WARNING):
+    step, source, steps = _restore(workdir)
+  assert (step, source, list(steps)) == (10, "checkpoint", [10])
+  message = [r.getMessage() for r in caplog.records
+             if "cannot be restored" in r.getMessage()]
+  assert len(message) == 1
+  assert message[0].startswith(
+      f"Checkpoint {workdir}/checkpoints step 20 cannot be restored (")
+  assert message[0].endswith(
+      f"skipped it, moved it to {workdir}/checkpoints.damaged/20; resuming "
+      "from step 10.")
+  assert (workdir / "checkpoints.damaged" / "20" / "default").is_dir()
+
+
+def test_resumed_run_after_a_damaged_checkpoint_saves_the_step_again(
+    toy_run, tmp_path):
+  import toy_train_main  # pylint: disable=g-import-not-at-top
+  workdir = _copy_run(toy_run, tmp_path)
+  _cut_arrays(workdir / "checkpoints" / "20")
+  state, _ = toy_train_main.train(str(workdir), 20)
+  assert int(state["step"]) == 20
+  # Step 20 was trained again from step 10 and saved anew: it restores.
+  assert _restore(workdir)[:2] == (20, "checkpoint")
+  _, reference = toy_train_main.train(str(tmp_path / "reference"), 20)
+  with open(workdir / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  assert [r["step"] for r in records] == [5, 10, 15, 20]
+  assert records[-1]["loss"] == reference["loss"]
+
+
+def test_no_checkpoint_restoring_is_one_error_naming_each(toy_run, tmp_path):
+  workdir = _copy_run(toy_run, tmp_path)
+  for step in ("10", "20"):
+    _cut_arrays(workdir / "checkpoints" / step)
+  with pytest.raises(errors.DamagedCheckpointError) as error:
+    _restore(workdir)
+  message = str(error.value)
+  assert message.startswith(f"{workdir}/checkpoints: no checkpoint restores "
+                            "(step 20: ")
+  assert "; step 10: " in message
+  assert message.endswith("); delete the directory to train the stage from "
+                          "scratch")
+  assert "\n" not in message
+
+
+def test_cut_off_metrics_line_is_dropped_on_resume(toy_run, tmp_path,
+                                                   caplog):
+  import toy_train_main  # pylint: disable=g-import-not-at-top
+  workdir = _copy_run(toy_run, tmp_path)
+  metrics = workdir / "metrics.jsonl"
+  lines = metrics.read_text().splitlines(keepends=True)
+  # A kill mid-write: step 25's record half written, no newline.
+  metrics.write_text("".join(lines) + lines[-1][:17].replace('"step": 20',
+                                                             '"step": 25'))
+  with caplog.at_level(logging.WARNING):
+    toy_train_main.train(str(workdir), 30)
+  assert f"{metrics}: dropped line 5, not a whole metrics record" in (
+      caplog.text)
+  records = [json.loads(line) for line in metrics.read_text().splitlines()]
+  assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30]
+
+
+def test_damaged_export_is_one_error_naming_the_directory(tmp_path):
+  export = tmp_path / "generator" / "export"
+  checkpointing.export_params(str(export), {"w": np.arange(4096.0)})
+  for path in export.glob("**/d/*"):
+    path.write_bytes(path.read_bytes()[:10])
+  with pytest.raises(errors.DamagedCheckpointError) as error:
+    checkpointing.load_params(str(export))
+  message = str(error.value)
+  assert message.startswith(f"{export}: cannot be read, damaged or "
+                            "incomplete (")
+  assert message.endswith("); train the stage again or restore the files")
+  assert "\n" not in message

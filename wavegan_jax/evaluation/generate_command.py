@@ -25,20 +25,16 @@ from typing import Optional
 
 import numpy as np
 
-from wavegan_jax.data import media
+from wavegan_jax import errors
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import generate_io
 
 GenerateError = generate_lib.GenerateError
 PREVIEW_CLIPS = 8
-USER_ERRORS = (GenerateError, media.MediaError, FileNotFoundError, OSError)
-
-
-def describe_error(error: Exception) -> str:
-  """'<file>: <what is wrong>' for the errors a user can fix."""
-  if isinstance(error, OSError) and error.filename is not None:
-    return f"{error.filename}: {error.strerror or error}"
-  return str(error)
+# GenerateError, MediaError, a damaged export, a mismatched one...; OSError:
+# a path that is missing, a folder, unwritable or on a full disk.
+USER_ERRORS = (errors.UserFacingError, OSError)
+describe_error = errors.describe
 
 
 def _print_error(message: str) -> None:
