@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 from absl import logging
 from etils import epath
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -397,7 +398,6 @@ class StageCheckpointer:
           'it to %s; resuming from step %d.', self.directory, step, why,
           target, good_step)
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       multihost_utils.sync_global_devices('checkpoint set aside')
     self.manager.reload()
 
