@@ -14,9 +14,13 @@ import socket
 
 import numpy as np
 import pytest
+import soundfile
 
 from experiments import av_digits as av_digits_config
 from wavegan_jax import errors
+from wavegan_jax.evaluation import generate as generate_lib
+from wavegan_jax.evaluation import generate_command
+from wavegan_jax.evaluation import generate_io
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import config_checks
 from wavegan_jax.training import trainer
@@ -250,3 +254,114 @@ def test_damaged_export_is_one_error_naming_the_directory(tmp_path):
                             "incomplete (")
   assert message.endswith("); train the stage again or restore the files")
   assert "\n" not in message
+
+
+# --- Cases 6 and 8: manifests row by row; outputs never replace inputs. ---
+
+
+class _FakeGenerator:
+  """Stands in for generate.AVGenerator: a constant waveform per row."""
+
+  def __init__(self, workdir, config):
+    del workdir
+    self.clip = generate_lib.ClipSpec.from_config(config)
+
+  def generate(self, videos, references, seeds):
+    del references
+    return np.stack([np.full(self.clip.num_samples, 0.01 * (s + 1),
+                             np.float32) for s in seeds[:len(videos)]])
+
+
+@pytest.fixture
+def fake_av_workdir(tmp_path, monkeypatch):
+  workdir = tmp_path / "workdir"
+  (workdir / "generator" / "export").mkdir(parents=True)
+  workdir_lib.write_config(str(workdir), tiny_config())
+  monkeypatch.setattr(generate_lib, "AVGenerator", _FakeGenerator)
+  return workdir
+
+
+def test_manifest_rows_fail_alone_and_the_others_are_written(
+    fake_av_workdir, make_media, tmp_path, capsys):
+  video = make_media.video("clip.mp4", num_frames=8)
+  voice = make_media.wav("voice.wav", make_media.tone(8000))
+  voice_bytes = voice.read_bytes()
+  folder = make_media.folder
+  (folder / "taken.wav").mkdir()
+  manifest = folder / "jobs.csv"
+  manifest.write_text(
+      "video,reference,output\n"
+      "clip.mp4,voice.wav,out/a.wav\n"
+      "clip.mp4,voice.wav,out/extra.wav,surplus\n"     # An extra field.
+      "clip.mp4,voice.wav,taken.wav\n"                 # A folder.
+      "clip.mp4,voice.wav,voice.wav\n"                 # Its own input.
+      'clip.mp4,"voice.wav"x,out/quote.wav\n'          # Bad quoting.
+      "clip.mp4,voice.wav,out/b.wav\n")
+  status = generate_command.run(str(fake_av_workdir), manifest=str(manifest),
+                                batch_size=8)
+  err = capsys.readouterr().err.splitlines()
+  assert status == 2
+  assert err[0] == (f"error: {manifest} row 3: 4 fields where the header "
+                    "has 3 (video, reference, output)")
+  assert err[1].startswith(f"error: {manifest} row 6: not valid CSV (")
+  assert err[2:] == [
+      f"error: {manifest} row 4: {folder}/taken.wav: is a folder; give a "
+      "file name",
+      f"error: {manifest} row 5: {folder}/voice.wav: is the input reference "
+      f"({folder}/voice.wav); refusing to overwrite it: choose another "
+      "output path",
+      f"error: {manifest}: 4 of 6 rows failed; the other 2 were generated"]
+  # Rows 2 and 7 (data rows 0 and 5) got their seeds' waveforms.
+  for name, seed in (("a", 0), ("b", 5)):
+    audio, rate = soundfile.read(folder / "out" / f"{name}.wav")
+    assert rate == 8000 and audio.shape == (8192,)
+    np.testing.assert_allclose(audio, 0.01 * (seed + 1), atol=1 / 32768)
+  assert voice.read_bytes() == voice_bytes and video.is_file()
+
+
+def test_a_row_whose_write_fails_does_not_lose_the_batch(
+    fake_av_workdir, make_media, monkeypatch, capsys):
+  make_media.video("clip.mp4", num_frames=8)
+  make_media.wav("voice.wav", make_media.tone(8000))
+  manifest = make_media.raw("jobs.csv", (
+      "video,reference,output\n" + "".join(
+          f"clip.mp4,voice.wav,out/{i}.wav\n" for i in range(3))).encode())
+  write_audio = generate_io.write_audio
+
+  def failing_write(path, waveform, rate):
+    if path.name == "1.wav":
+      raise RuntimeError("disk controller on fire")
+    return write_audio(path, waveform, rate)
+  monkeypatch.setattr(generate_io, "write_audio", failing_write)
+  status = generate_command.run(str(fake_av_workdir), manifest=str(manifest),
+                                batch_size=8)
+  assert status == 2
+  assert capsys.readouterr().err.splitlines() == [
+      f"error: {manifest} row 3: RuntimeError: disk controller on fire",
+      f"error: {manifest}: 1 of 3 rows failed; the other 2 were generated"]
+  assert sorted(p.name for p in (make_media.folder / "out").iterdir()) == [
+      "0.wav", "2.wav"]
+
+
+@pytest.mark.parametrize("flag", ["output", "output_video"])
+def test_output_equal_to_an_input_is_refused(fake_av_workdir, make_media,
+                                             tmp_path, capsys, flag):
+  video = make_media.video("clip.mp4", num_frames=8)
+  voice = make_media.wav("voice.wav", make_media.tone(8000))
+  before = (video.read_bytes(), voice.read_bytes())
+  # The same file by another spelling: a relative part and a link.
+  (tmp_path / "link.mp4").symlink_to(video)
+  paths = ({"output": str(make_media.folder / "." / "voice.wav")}
+           if flag == "output" else
+           {"output": str(tmp_path / "out.wav"),
+            "output_video": str(tmp_path / "link.mp4")})
+  status = generate_command.run(str(fake_av_workdir), video=str(video),
+                                reference=str(voice), **paths)
+  err = capsys.readouterr().err
+  assert status == 2
+  named, source = ((paths["output"], f"--reference ({voice})")
+                   if flag == "output" else
+                   (paths["output_video"], f"--video ({video})"))
+  assert err == (f"error: {named}: is the input {source}; refusing to "
+                 "overwrite it: choose another output path\n")
+  assert (video.read_bytes(), voice.read_bytes()) == before
