@@ -18,6 +18,7 @@ import soundfile
 
 from experiments import av_digits as av_digits_config
 from wavegan_jax import errors
+from wavegan_jax.evaluation import evaluate
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import generate_command
 from wavegan_jax.evaluation import generate_io
@@ -365,3 +366,26 @@ def test_output_equal_to_an_input_is_refused(fake_av_workdir, make_media,
   assert err == (f"error: {named}: is the input {source}; refusing to "
                  "overwrite it: choose another output path\n")
   assert (video.read_bytes(), voice.read_bytes()) == before
+
+
+# --- Case 9: evaluate's inputs checked before the work. ---
+
+
+def test_evaluate_checks_num_examples_the_same_for_both_kinds(tmp_path):
+  from experiments import wavegan  # pylint: disable=g-import-not-at-top
+  for name, config in (("av", tiny_config()),
+                       ("wavegan", wavegan.get_config("tiny"))):
+    (tmp_path / name).mkdir()
+    workdir_lib.write_config(str(tmp_path / name), config)
+    with pytest.raises(errors.EvaluationError) as error:
+      evaluate.evaluate(str(tmp_path / name), num_examples=0)
+    assert str(error.value) == "num_examples must be >= 2, got 0"
+
+
+def test_evaluate_where_results_cannot_be_written_fails_first(tmp_path):
+  workdir_lib.write_config(str(tmp_path), tiny_config())
+  (tmp_path / "eval").write_text("a file where the results folder goes")
+  with pytest.raises(errors.EvaluationError) as error:
+    evaluate.evaluate(str(tmp_path), judges_workdir=str(tmp_path / "none"))
+  assert str(error.value) == (f"{tmp_path}/eval: the results cannot be "
+                              "written there (File exists)")
