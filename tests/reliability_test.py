@@ -18,6 +18,7 @@ import soundfile
 
 from experiments import av_digits as av_digits_config
 from wavegan_jax import errors
+from wavegan_jax.data import media
 from wavegan_jax.evaluation import evaluate
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import generate_command
@@ -389,3 +390,31 @@ def test_evaluate_where_results_cannot_be_written_fails_first(tmp_path):
     evaluate.evaluate(str(tmp_path), judges_workdir=str(tmp_path / "none"))
   assert str(error.value) == (f"{tmp_path}/eval: the results cannot be "
                               "written there (File exists)")
+
+
+# --- Case 7: video decoding bounded in time and size. ---
+
+
+def test_video_decoding_reads_only_the_frames_it_needs(make_media,
+                                                       monkeypatch):
+  path = make_media.video("long.mp4", num_frames=100, fps=25, size=64,
+                          audio_rate=None)  # 4 s.
+  decoded = []
+  to_array = media._to_array  # pylint: disable=protected-access
+
+  def counting(*args, **kwargs):
+    decoded.append(1)
+    return to_array(*args, **kwargs)
+  monkeypatch.setattr(media, "_to_array", counting)
+  frames = media.load_video(path, fps=25, channels=3, max_seconds=1.0,
+                            max_side=32)
+  # Frames at 0, 0.04, ..., 0.96 s: 25 decoded of 100, each shrunk.
+  assert len(decoded) == 25
+  assert frames.shape == (25, 32, 32, 3)
+  assert media.video_seconds(path) == pytest.approx(4.0)
+
+
+def test_bounded_output_video_keeps_the_aspect_ratio():
+  assert media._bounded_size(1920, 1080, 1280) == (720, 1280)  # pylint: disable=protected-access
+  assert media._bounded_size(1080, 1920, 1280) == (1280, 720)  # pylint: disable=protected-access
+  assert media._bounded_size(640, 480, 1280) is None  # pylint: disable=protected-access

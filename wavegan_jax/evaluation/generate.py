@@ -176,14 +176,25 @@ def prepare_video(path: PathLike, clip: ClipSpec) -> np.ndarray:
   Raises:
     media.MediaError, FileNotFoundError: a file that cannot be used.
   """
+  # Only the clip's first seconds are decoded (one frame more, to time the
+  # last): memory does not grow with the input's length.
   frames = media.load_video(path, fps=float(clip.fps),
-                            size=clip.frame_size, channels=1)
-  if frames.shape[0] > clip.num_frames:
+                            size=clip.frame_size, channels=1,
+                            max_seconds=decode_seconds(clip))
+  seconds = media.video_seconds(path, float(clip.fps))
+  count = (frames.shape[0] if seconds is None else
+           int(np.floor(seconds * float(clip.fps) + 1e-6)))
+  if count > clip.num_frames:
     logging.warning("%s: %d frames (%.2f s) at %.2f fps; the model takes "
                     "%.3f s, so only the first %d frames are used.", path,
-                    frames.shape[0], frames.shape[0] / clip.fps,
-                    float(clip.fps), clip.seconds, clip.num_frames)
+                    count, count / clip.fps, float(clip.fps), clip.seconds,
+                    clip.num_frames)
   return fit_length(frames, clip.num_frames)
+
+
+def decode_seconds(clip: ClipSpec) -> float:
+  """How much of an input video is decoded: the clip and one frame more."""
+  return clip.seconds + 1.0 / float(clip.fps)
 
 
 def prepare_reference(path: PathLike, clip: ClipSpec) -> np.ndarray:

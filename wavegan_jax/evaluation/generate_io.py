@@ -23,6 +23,9 @@ GenerateError = generate_lib.GenerateError
 AUDIO_OUTPUT_EXTENSIONS = (".wav", ".flac")
 VIDEO_OUTPUT_EXTENSIONS = (".mp4", ".mov", ".mkv")
 MANIFEST_COLUMNS = ("video", "reference", "output")
+# The longest side of an --output_video: larger inputs are shrunk to it as
+# they are decoded (1080p: 1280x720).
+MAX_OUTPUT_SIDE = 1280
 
 
 def check_output_path(path: PathLike, extensions: tuple[str, ...]) -> None:
@@ -133,10 +136,15 @@ def video_for_output(path: PathLike, clip: "generate_lib.ClipSpec"
 
   Returns:
     uint8 [clip.num_frames, height, width, 3]: the frames the model saw
-    (resampled to clip.fps, cropped to the clip, padded with black).
+    (resampled to clip.fps, cropped to the clip, padded with black), the
+    longer side at most MAX_OUTPUT_SIDE. Only the clip's seconds of the
+    input are decoded.
   """
   try:
-    frames = media.load_video(path, fps=float(clip.fps), channels=3)
+    frames = media.load_video(
+        path, fps=float(clip.fps), channels=3,
+        max_seconds=generate_lib.decode_seconds(clip),
+        max_side=MAX_OUTPUT_SIDE)
   except ValueError as error:
     if isinstance(error, media.MediaError):
       raise
