@@ -9,8 +9,11 @@ input with one line and exit 2.
 import json
 import logging
 import os
+import pathlib
 import shutil
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -418,3 +421,99 @@ def test_bounded_output_video_keeps_the_aspect_ratio():
   assert media._bounded_size(1920, 1080, 1280) == (720, 1280)  # pylint: disable=protected-access
   assert media._bounded_size(1080, 1920, 1280) == (1280, 720)  # pylint: disable=protected-access
   assert media._bounded_size(640, 480, 1280) is None  # pylint: disable=protected-access
+
+
+# --- The bad-input table: every command ends in one line and exit 2. ---
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = f"--config={REPO}/experiments/av_digits.py:tiny"
+
+
+def _setup_table_case(case, tmp_path, make_media):
+  """(argv, expected stderr line) of one bad-input case."""
+  workdir = tmp_path / "run"
+  if case == "strategy":
+    return (["train", TINY, f"--workdir={workdir}",
+             "--config.strategy=bogus"],
+            "error: strategy='bogus': must be one of ('separate', 'joint')")
+  if case == "num_steps":
+    return (["train", TINY, f"--workdir={workdir}",
+             "--config.generator.train.num_steps=0"],
+            "error: generator.train.num_steps=0: must be an integer >= 1")
+  if case == "workdir_is_a_file":
+    workdir.write_text("")
+    return (["train", TINY, f"--workdir={workdir}"],
+            f"error: {workdir}: is a file, not a directory")
+  if case == "workdir_under_a_file":
+    workdir.write_text("")
+    return (["train", TINY, f"--workdir={workdir}/sub"],
+            f"error: {workdir}/sub: cannot create it (Not a directory)")
+  if case == "other_config":
+    workdir.mkdir()
+    workdir_lib.write_config(str(workdir), tiny_config())
+    return (["train", TINY, f"--workdir={workdir}",
+             "--config.seed=3"],
+            f"error: {workdir}/config.json: this run's config differs from "
+            "the workdir's in 1 key(s): seed: 0 -> 3; rerun with the "
+            "workdir's settings, or use a new --workdir")
+  (workdir / "generator" / "export").mkdir(parents=True)
+  workdir_lib.write_config(str(workdir), tiny_config())
+  video = make_media.video("clip.mp4", num_frames=8)
+  voice = make_media.wav("voice.wav", make_media.tone(8000))
+  if case == "output_is_the_reference":
+    return (["generate", f"--workdir={workdir}", f"--video={video}",
+             f"--reference={voice}", f"--output={voice}"],
+            f"error: {voice}: is the input --reference ({voice}); refusing "
+            "to overwrite it: choose another output path")
+  if case == "output_is_a_folder":
+    (tmp_path / "out.wav").mkdir()
+    return (["generate", f"--workdir={workdir}", f"--video={video}",
+             f"--reference={voice}", f"--output={tmp_path / 'out.wav'}"],
+            f"error: {tmp_path / 'out.wav'}: is a folder; give a file name")
+  if case == "evaluate_num_examples":
+    return (["evaluate", f"--workdir={workdir}", "--num_examples=0"],
+            "error: num_examples must be >= 2, got 0")
+  raise ValueError(case)
+
+
+TABLE = ("strategy", "num_steps", "workdir_is_a_file", "workdir_under_a_file",
+         "other_config", "output_is_the_reference", "output_is_a_folder",
+         "evaluate_num_examples")
+
+
+@pytest.mark.parametrize("case", TABLE)
+def test_bad_input_table_one_line_and_exit_2(case, tmp_path, make_media):
+  (script, *args), line = _setup_table_case(case, tmp_path, make_media)
+  result = subprocess.run(
+      [sys.executable, str(REPO / "launch" / f"{script}.py"), *args],
+      capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+      env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert result.returncode == 2, result.stderr
+  assert "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == line
+
+
+def test_debug_flag_gives_the_traceback(tmp_path):
+  result = subprocess.run(
+      [sys.executable, str(REPO / "launch" / "train.py"), TINY,
+       f"--workdir={tmp_path}", "--config.strategy=bogus", "--debug"],
+      capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+      env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert result.returncode == 1
+  assert "Traceback" in result.stderr
+  assert result.stderr.strip().splitlines()[-1].endswith(
+      "ConfigError: strategy='bogus': must be one of ('separate', 'joint')")
+
+
+def test_second_train_process_on_a_held_workdir_exits_2(tmp_path):
+  with workdir_lib.WorkdirLock(str(tmp_path)):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "launch" / "train.py"), TINY,
+         f"--workdir={tmp_path}"],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: {tmp_path}: in use by process {os.getpid()} on host "
+      f"{socket.gethostname()} (lock {tmp_path}/.lock); wait for that run to "
+      "end or stop it")
