@@ -239,7 +239,8 @@ def test_downloads_come_from_the_pinned_release_and_are_verified(
     manual_dir, tmp_path):
   builder = av_digits.AvDigits(data_dir=str(tmp_path / "tfds"))
   downloads = _FakeDownloads(tmp_path, manual_dir)
-  splits = builder._split_generators(downloads)  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  splits = builder._split_generators(downloads)
   assert sorted(splits) == ["test", "train"]
   assert downloads.urls["fsdd"] == (
       "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/"

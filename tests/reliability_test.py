@@ -418,9 +418,10 @@ def test_video_decoding_reads_only_the_frames_it_needs(make_media,
 
 
 def test_bounded_output_video_keeps_the_aspect_ratio():
-  assert media._bounded_size(1920, 1080, 1280) == (720, 1280)  # pylint: disable=protected-access
-  assert media._bounded_size(1080, 1920, 1280) == (1280, 720)  # pylint: disable=protected-access
-  assert media._bounded_size(640, 480, 1280) is None  # pylint: disable=protected-access
+  bounded_size = media._bounded_size  # pylint: disable=protected-access
+  assert bounded_size(1920, 1080, 1280) == (720, 1280)
+  assert bounded_size(1080, 1920, 1280) == (1280, 720)
+  assert bounded_size(640, 480, 1280) is None
 
 
 # --- The bad-input table: every command ends in one line and exit 2. ---
