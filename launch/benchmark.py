@@ -26,6 +26,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from wavegan_jax import errors
 from wavegan_jax import benchmarking
 from wavegan_jax import launching
 from wavegan_jax.models import conv
@@ -80,6 +81,9 @@ _PROFILE_TOP = flags.DEFINE_integer("profile_top", 12,
 _OUTPUT = flags.DEFINE_string("output", None, "Write the results as JSON.")
 
 
+errors.define_debug_flag()
+
+
 def run(argv):
   """Runs the flagged sections, prints the table; returns the results."""
   if len(argv) > 1:
@@ -112,4 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=launching.parse_flags)
+  app.run(errors.cli_main(main), flags_parser=launching.parse_flags)

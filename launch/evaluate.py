@@ -17,11 +17,12 @@ Bad input (no trained generator, no judges, an unknown split) prints one
 line `error: ...` and exits with status 2.
 """
 
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+
+from wavegan_jax import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run to evaluate.",
                                required=True)
@@ -51,6 +52,9 @@ _LATENT_SCALE = flags.DEFINE_float(
     "truncation); results go to W/eval_latent_scale_S.")
 
 
+errors.define_debug_flag()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -59,24 +63,19 @@ def main(argv):
   # Imported here so that --help stays fast.
   # pylint: disable=g-import-not-at-top
   from wavegan_jax.evaluation import evaluate
-  from wavegan_jax.training import checkpointing
   # pylint: enable=g-import-not-at-top
-  try:
-    results = evaluate.evaluate(
-        _WORKDIR.value, split=_SPLIT.value,
-        judges_workdir=_JUDGES_WORKDIR.value,
-        num_examples=_NUM_EXAMPLES.value, manual_dir=_MANUAL_DIR.value,
-        data_dir=_DATA_DIR.value, batch_size=_BATCH_SIZE.value,
-        seed=_SEED.value, latent_scale=_LATENT_SCALE.value,
-        instruments=_INSTRUMENTS.value,
-        instrument_clips=_INSTRUMENT_CLIPS.value)
-  except (evaluate.EvaluationError,
-          checkpointing.CheckpointMismatchError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+  # A user error ends in one line and exit 2 (errors.cli_main).
+  results = evaluate.evaluate(
+      _WORKDIR.value, split=_SPLIT.value,
+      judges_workdir=_JUDGES_WORKDIR.value,
+      num_examples=_NUM_EXAMPLES.value, manual_dir=_MANUAL_DIR.value,
+      data_dir=_DATA_DIR.value, batch_size=_BATCH_SIZE.value,
+      seed=_SEED.value, latent_scale=_LATENT_SCALE.value,
+      instruments=_INSTRUMENTS.value,
+      instrument_clips=_INSTRUMENT_CLIPS.value)
   print(", ".join(f"{key}={value:.4g}" if isinstance(value, float)
                   else f"{key}={value}" for key, value in results.items()))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

@@ -16,11 +16,12 @@ Bad input (no such run, step or EMA) prints one line `error: ...` and
 exits with status 2.
 """
 
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+
+from wavegan_jax import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The trained run.",
                                required=True)
@@ -36,6 +37,9 @@ _OUTPUT_WORKDIR = flags.DEFINE_string(
     "output_workdir", None, "The run directory to write.", required=True)
 
 
+errors.define_debug_flag()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -44,17 +48,14 @@ def main(argv):
   # pylint: disable=g-import-not-at-top
   from wavegan_jax.training import stage_runner
   # pylint: enable=g-import-not-at-top
-  try:
-    models = stage_runner.export_checkpoint(
-        _WORKDIR.value, _STAGE.value, _STEP.value, _WEIGHTS.value,
-        _OUTPUT_WORKDIR.value)
-  except stage_runner.UserFacingError as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+  # A user error ends in one line and exit 2 (errors.cli_main).
+  models = stage_runner.export_checkpoint(
+      _WORKDIR.value, _STAGE.value, _STEP.value, _WEIGHTS.value,
+      _OUTPUT_WORKDIR.value)
   print(f"exported {_WEIGHTS.value} weights of {_WORKDIR.value} "
         f"{_STAGE.value} step {_STEP.value} ({', '.join(models)}) to "
         f"{_OUTPUT_WORKDIR.value}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

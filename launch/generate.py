@@ -32,6 +32,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from wavegan_jax import errors
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
                                required=True)
 _VIDEO = flags.DEFINE_string(
@@ -57,6 +59,9 @@ _PREVIEW = flags.DEFINE_bool(
     "preview", False, "(WaveGAN) render fixed latents with every checkpoint.")
 
 
+errors.define_debug_flag()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -73,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

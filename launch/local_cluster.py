@@ -18,6 +18,7 @@ import sys
 from absl import app
 from absl import flags
 
+from wavegan_jax import errors
 from wavegan_jax import launching
 from wavegan_jax import launching_processes
 
@@ -29,6 +30,9 @@ _PORT = flags.DEFINE_integer(
 _LOGS_DIR = flags.DEFINE_string(
     "logs_dir", None, "Where the logs of processes 1.. go (default: a new "
     "temporary folder).")
+
+
+errors.define_debug_flag()
 
 
 def main(argv):
@@ -47,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

@@ -16,11 +16,12 @@ $WAVEGAN_MANUAL_DIR) av_digits downloads FSDD and MNIST.
 """
 
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
+
+from wavegan_jax import errors
 
 _DATASET = flags.DEFINE_enum(
     "dataset", None, ["av_digits", "av_folder", "audio_folder"],
@@ -67,6 +68,9 @@ flags.DEFINE_enum("split_by", None, ["hash", "fsdd_takes", "none"],
                   "How folder builders split files into train/test.")
 
 
+errors.define_debug_flag()
+
+
 def builder_kwargs() -> dict[str, object]:
   """The config choice and the config fields given on the command line."""
   names = list(_INT_FIELDS) + list(_FLOAT_FIELDS) + list(_BOOL_FIELDS)
@@ -87,9 +91,9 @@ def main(argv):
     builder, already = pipeline.prepare_dataset(
         _DATASET.value, data_dir=_DATA_DIR.value, manual_dir=manual_dir,
         builder_kwargs=builder_kwargs())
-  except (FileNotFoundError, ValueError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+  except ValueError as error:
+    # TFDS and the builders raise ValueError for a bad field or folder.
+    raise errors.UserFacingError(str(error)) from error
   print(f"dataset={builder.name}/{builder.builder_config.name} "
         f"dir={builder.data_dir}")
   for split, info in sorted(builder.info.splits.items()):
@@ -102,4 +106,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

@@ -21,6 +21,8 @@ import ml_collections
 import numpy as np
 from sklearn import linear_model
 
+from wavegan_jax import errors
+
 from wavegan_jax.evaluation import evaluate
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import judges_trainer
@@ -33,6 +35,9 @@ _MANUAL_DIR = flags.DEFINE_string(
     "Raw FSDD + MNIST folder (default $WAVEGAN_MANUAL_DIR).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 100, "Encoder batch.")
+
+
+errors.define_debug_flag()
 
 
 def encoder_features_fn(config: ml_collections.ConfigDict, workdir: str,
@@ -85,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

@@ -11,10 +11,14 @@ from absl import app
 from absl import logging
 from ml_collections import config_flags
 
+from wavegan_jax import errors
 from wavegan_jax import launching
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with ':VARIANT'.")
+
+
+errors.define_debug_flag()
 
 
 def main(argv):
@@ -31,4 +35,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=launching.parse_flags)
+  app.run(errors.cli_main(main), flags_parser=launching.parse_flags)

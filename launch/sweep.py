@@ -27,6 +27,7 @@ import sys
 from absl import app
 from absl import flags
 
+from wavegan_jax import errors
 from wavegan_jax import launching
 from wavegan_jax import launching_processes
 from wavegan_jax import launching_summary
@@ -52,6 +53,9 @@ _SORT_BY = flags.DEFINE_string(
     "else the last stage's loss.")
 _PYTHON = flags.DEFINE_string("python", sys.executable,
                               "The interpreter in the commands.")
+
+
+errors.define_debug_flag()
 
 
 def _train_script() -> str:
@@ -102,4 +106,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

@@ -12,13 +12,13 @@ cluster by itself; elsewhere pass --coordinator_address, --num_processes and
 --process_id (see launch/local_cluster.py).
 """
 
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from wavegan_jax import errors
 from wavegan_jax import launching
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -42,6 +42,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "This process's index (multi-host).")
 
 
+errors.define_debug_flag()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -57,15 +60,12 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   logging.info("JAX process %d / %d, local devices: %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
-  try:
-    trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                               stages=_STAGES.value,
-                               manual_dir=_MANUAL_DIR.value,
-                               data_dir=_DATA_DIR.value)
-  except trainer.UserFacingError as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+  # A user error ends in one line and exit 2 (errors.cli_main).
+  trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                             stages=_STAGES.value,
+                             manual_dir=_MANUAL_DIR.value,
+                             data_dir=_DATA_DIR.value)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=launching.parse_flags)
+  app.run(errors.cli_main(main), flags_parser=launching.parse_flags)

@@ -1,9 +1,12 @@
 """Tests for the av_digits TFDS builder (wavegan_jax/data/av_digits.py)."""
 
+import gzip
+
 import numpy as np
 import pytest
 import soundfile
 
+from wavegan_jax import errors
 from wavegan_jax.data import av_digits
 from wavegan_jax.data import pipeline
 
@@ -203,3 +206,72 @@ def test_examples_per_take_draws_more_train_examples(manual_dir, tmp_path):
   with pytest.raises(ValueError, match="examples_per_take must be >= 1"):
     pipeline.get_builder("av_digits", str(tmp_path),
                          {"examples_per_take": 0}).info
+
+
+class _FakeDownloads:
+  """A dl_manager whose downloads are local copies (no network here)."""
+
+  def __init__(self, tmp_path, manual_dir, damage=None):
+    self._manual_dir = None
+    self._download_dir = str(tmp_path / "downloads")
+    self.urls = None
+    self.archive = tmp_path / "free-spoken-digit-dataset-1.0.10"
+    (self.archive / "recordings").mkdir(parents=True)
+    for path in (manual_dir / "fsdd" / "recordings").glob("*.wav"):
+      (self.archive / "recordings" / path.name).symlink_to(path)
+    self.mnist = {}
+    for key, name in (("images", av_digits.MNIST_IMAGES),
+                      ("labels", av_digits.MNIST_LABELS)):
+      # TFDS un-gzips single files.
+      self.mnist[key] = tmp_path / name.removesuffix(".gz")
+      with gzip.open(manual_dir / "mnist" / name) as source:
+        self.mnist[key].write_bytes(source.read())
+    if damage:
+      damage(self)
+
+  def download_and_extract(self, urls):
+    self.urls = urls
+    return {"fsdd": str(self.archive), **{k: str(v)
+                                          for k, v in self.mnist.items()}}
+
+
+def test_downloads_come_from_the_pinned_release_and_are_verified(
+    manual_dir, tmp_path):
+  builder = av_digits.AvDigits(data_dir=str(tmp_path / "tfds"))
+  downloads = _FakeDownloads(tmp_path, manual_dir)
+  # pylint: disable-next=protected-access
+  splits = builder._split_generators(downloads)
+  assert sorted(splits) == ["test", "train"]
+  assert downloads.urls["fsdd"] == (
+      "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/"
+      "refs/tags/v1.0.10.zip")
+  assert "heads" not in downloads.urls["fsdd"]
+
+
+@pytest.mark.parametrize("what", ["recording", "labels"])
+def test_a_damaged_download_is_one_error_naming_it(manual_dir, tmp_path,
+                                                   what):
+  def damage(downloads):
+    if what == "recording":
+      path = downloads.archive / "recordings" / "3_theo_7.wav"
+      data = path.read_bytes()
+      path.unlink()
+      path.write_bytes(data[:-100])  # Cut off.
+    else:
+      labels = downloads.mnist["labels"]
+      labels.write_bytes(labels.read_bytes()[:-1] + b"\x03")
+  downloads = _FakeDownloads(tmp_path, manual_dir, damage)
+  builder = av_digits.AvDigits(data_dir=str(tmp_path / "tfds"))
+  with pytest.raises(errors.SourceChangedError) as error:
+    builder._split_generators(downloads)  # pylint: disable=protected-access
+  message = str(error.value)
+  if what == "recording":
+    assert message.startswith(
+        f"{downloads.archive / 'recordings'}: FSDD v1.0.10 recordings do not "
+        "match the recorded checksum (3000 files, SHA-256 ")
+  else:
+    assert message.startswith(
+        f"{downloads.mnist['labels']}: MNIST t10k-labels-idx1-ubyte.gz does "
+        "not match the recorded checksum (SHA-256 ")
+  assert message.endswith("a damaged download; delete it from the TFDS "
+                          "downloads folder and retry, or give a manual dir")

@@ -192,3 +192,26 @@ def test_folder_builder_needs_a_folder(tmp_path):
                      match=f"manual dir {tmp_path}/nope does not exist"):
     pipeline.prepare_dataset("av_folder", data_dir=str(tmp_path),
                              manual_dir=str(tmp_path / "nope"))
+
+
+def test_folders_and_broken_links_named_like_audio_are_counted(
+    make_media, tmp_path, caplog):
+  """issue 40 case 9: such entries are skipped with a reason, not ignored."""
+  make_media.wav("a.wav", make_media.tone(10000))
+  folder = make_media.folder
+  (folder / "x.wav").mkdir()
+  (folder / "dangling.wav").symlink_to(folder / "nowhere.wav")
+  (folder / "loop1.wav").symlink_to(folder / "loop2.wav")
+  (folder / "loop2.wav").symlink_to(folder / "loop1.wav")
+  with caplog.at_level(logging.WARNING):
+    _, splits = _build("audio_folder", folder, tmp_path / "tfds",
+                       sample_rate=8000, slice_len=4096, split_by="none")
+  assert [e["source_id"] for e in splits["train"]] == [b"a.wav", b"a.wav"]
+  _assert_skips_logged(caplog, folder, {
+      "x.wav": "not_a_file", "dangling.wav": "not_a_file",
+      "loop1.wav": "not_a_file", "loop2.wav": "not_a_file"})
+  assert f"skipping {folder / 'x.wav'}: not_a_file (a folder)" in caplog.text
+  assert (f"skipping {folder / 'loop1.wav'}: not_a_file (a link loop)"
+          in caplog.text)
+  assert (f"skipping {folder / 'dangling.wav'}: not_a_file (a dangling "
+          "link)") in caplog.text

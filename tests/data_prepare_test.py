@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from wavegan_jax import errors
 from wavegan_jax.data import pipeline
 from conftest import REPO_ROOT  # pylint: disable=g-bad-import-order
 
@@ -73,3 +75,37 @@ def test_prepare_data_examples_per_take_reaches_the_builder(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: unknown config fields ['examples_per_take'] for 'fsdd'")
   assert "Traceback" not in result.stderr
+
+
+def test_prepared_folder_data_is_not_reused_for_another_folder(
+    make_media, tmp_path):
+  """issue 40 case 1: the prepared data names the folder it came from."""
+  for take in (1, 2):
+    make_media.wav(f"a/clip_{take}.wav", make_media.tone(3000))
+  make_media.wav("b/other.wav", make_media.tone(5000))
+  folder_a, folder_b = make_media.folder / "a", make_media.folder / "b"
+  kwargs = {"split_by": "none", "slice_len": 2048, "sample_rate": 8000}
+  data_dir = str(tmp_path / "tfds")
+  builder, already = pipeline.prepare_dataset(
+      "audio_folder", data_dir=data_dir, manual_dir=str(folder_a),
+      builder_kwargs=kwargs)
+  assert not already and builder.info.splits["train"].num_examples == 2
+  _, already = pipeline.prepare_dataset(
+      "audio_folder", data_dir=data_dir, manual_dir=str(folder_a),
+      builder_kwargs=kwargs)
+  assert already
+  result = _prepare("--dataset=audio_folder", "--split_by=none",
+                    "--slice_len=2048", "--sample_rate=8000",
+                    f"--data_dir={data_dir}", f"--manual_dir={folder_b}")
+  assert result.returncode == 2, result.stderr
+  assert "Traceback" not in result.stderr
+  line = result.stderr.strip().splitlines()[-1]
+  assert line == (
+      f"error: {builder.data_dir}: prepared from {folder_a.resolve()} "
+      f"(2 files), not from {folder_b.resolve()} (1 files); give another "
+      f"--data_dir, or delete {builder.data_dir} to prepare it again")
+  # The same folder with a file added is refused as well.
+  make_media.wav("a/clip_3.wav", make_media.tone(3000))
+  with pytest.raises(errors.SourceChangedError, match="2 then, 3 now"):
+    pipeline.prepare_dataset("audio_folder", data_dir=data_dir,
+                             manual_dir=str(folder_a), builder_kwargs=kwargs)

@@ -25,6 +25,8 @@ from typing import Sequence
 
 import ml_collections
 
+from wavegan_jax import errors
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / "launch" / "train.py"
 LOG_NAME = "train.log"
@@ -34,8 +36,7 @@ _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._=,+-]")
 _MAX_NAME_LEN = 200
 
 
-class LaunchError(ValueError):
-  """A problem with the user's sweep or command; the message says what."""
+LaunchError = errors.LaunchError
 
 
 @dataclasses.dataclass

@@ -126,6 +126,7 @@ class AudioFolder(tfds.core.GeneratorBasedBuilder):
   def _slices(self, folder, path):
     config = self.builder_config
     name = path.relative_to(folder).as_posix()
+    common.check_regular_file(path)
     samples = media.load_audio(path, config.sample_rate,
                                num_channels=config.num_channels)
     if config.normalize:

@@ -14,22 +14,40 @@ Splits follow FSDD's official one: train = takes 5-49 with MNIST t10k images
 
 import dataclasses
 import gzip
+import hashlib
 import pathlib
 
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from wavegan_jax import errors
 from wavegan_jax.data import common
 from wavegan_jax.data import media
 
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 FSDD_SAMPLE_RATE = 8000
+# A fixed release, not a branch: its recordings do not change under a run.
+FSDD_RELEASE = "v1.0.10"
 FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/"
-            "archive/refs/heads/master.zip")
+            f"archive/refs/tags/{FSDD_RELEASE}.zip")
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 MNIST_IMAGES = "t10k-images-idx3-ubyte.gz"
 MNIST_LABELS = "t10k-labels-idx1-ubyte.gz"
+# Downloads are checked by their content, not the archive's bytes (GitHub
+# does not promise byte-stable archives): `recordings_digest` of the 3000
+# FSDD recordings, and the SHA-256 of each MNIST file un-gzipped. Computed
+# on 2026-12-06 from the FSDD and MNIST copies in ../shared/data (3000
+# recordings, 6 speakers), which the tests build from.
+FSDD_RECORDINGS = 3000
+FSDD_RECORDINGS_SHA256 = (
+    "a2e8a660492f28d9eed6270b290d26cbc5c81d6077ce87d3c0ad5adf4d4ee696")
+MNIST_SHA256 = {
+    MNIST_IMAGES:
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    MNIST_LABELS:
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
 # Which FSDD takes and which MNIST t10k images each split draws from.
 SPLITS = {
     "train": {"takes": range(5, 50), "images": range(0, 8000)},
@@ -76,6 +94,48 @@ def check_manual_dir(folder: pathlib.Path) -> None:
     raise FileNotFoundError(
         f"manual dir {folder} lacks {', '.join(missing)}; expected "
         f"{EXPECTED_LAYOUT}")
+
+
+def recordings_digest(folder: pathlib.Path) -> tuple[int, str]:
+  """(count, SHA-256 over the sorted *.wav names and their files' SHA-256)."""
+  digest = hashlib.sha256()
+  files = sorted(pathlib.Path(folder).glob("*.wav"))
+  for path in files:
+    digest.update(path.name.encode() + b"\0" +
+                  hashlib.sha256(path.read_bytes()).digest())
+  return len(files), digest.hexdigest()
+
+
+def _file_sha256(path: pathlib.Path) -> str:
+  opener = gzip.open if path.suffix == ".gz" else open
+  with opener(path, "rb") as file:
+    return hashlib.sha256(file.read()).hexdigest()
+
+
+def verify_download(recordings: pathlib.Path, images: pathlib.Path,
+                    labels: pathlib.Path) -> None:
+  """Checks downloaded sources against the recorded digests.
+
+  Raises:
+    errors.SourceChangedError: naming the file or folder, both digests and
+      what to do.
+  """
+  count, digest = recordings_digest(recordings)
+  if (count, digest) != (FSDD_RECORDINGS, FSDD_RECORDINGS_SHA256):
+    raise errors.SourceChangedError(
+        f"{recordings}: FSDD {FSDD_RELEASE} recordings do not match the "
+        f"recorded checksum ({count} files, SHA-256 {digest}; expected "
+        f"{FSDD_RECORDINGS} files, {FSDD_RECORDINGS_SHA256}): a damaged "
+        "download; delete it from the TFDS downloads folder and retry, or "
+        "give a manual dir")
+  for name, path in ((MNIST_IMAGES, images), (MNIST_LABELS, labels)):
+    digest = _file_sha256(pathlib.Path(path))
+    if digest != MNIST_SHA256[name]:
+      raise errors.SourceChangedError(
+          f"{path}: MNIST {name} does not match the recorded checksum "
+          f"(SHA-256 {digest}, expected {MNIST_SHA256[name]}): a damaged "
+          "download; delete it from the TFDS downloads folder and retry, or "
+          "give a manual dir")
 
 
 def read_idx(path: pathlib.Path) -> np.ndarray:
@@ -195,6 +255,7 @@ class AvDigits(tfds.core.GeneratorBasedBuilder):
       # download_and_extract un-gzips single files.
       images_path = pathlib.Path(paths["images"])
       labels_path = pathlib.Path(paths["labels"])
+      verify_download(recordings, images_path, labels_path)
     images, labels = read_idx(images_path), read_idx(labels_path)
     files = sorted(recordings.glob("*.wav"))
     return {split: self._generate_examples(split, files, images, labels)

@@ -95,6 +95,7 @@ class AvFolder(tfds.core.GeneratorBasedBuilder):
 
   def _load_source(self, folder: pathlib.Path, path: pathlib.Path) -> _Source:
     config = self.builder_config
+    common.check_regular_file(path)
     side_audio = [path.with_suffix(ext) for ext in media.AUDIO_EXTENSIONS
                   if path.with_suffix(ext).is_file()]
     # Half a clip is the least worth keeping; the rest of it is zero-padded.

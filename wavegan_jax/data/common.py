@@ -6,6 +6,7 @@ and Python process (unlike Python's salted `hash()`).
 """
 
 import collections
+import errno
 import dataclasses
 import hashlib
 import pathlib
@@ -67,10 +68,30 @@ def config_from_fields(default: tfds.core.BuilderConfig,
 
 
 def find_files(folder: pathlib.Path, extensions: Iterable[str]):
-  """Files under `folder` (recursively) with one of `extensions`, sorted."""
+  """Entries under `folder` (recursively) named with one of `extensions`,
+  sorted: files, and also folders, dangling links and link loops so named,
+  which the builders count as skipped (check_regular_file), not ignore."""
   extensions = tuple(extensions)
   return sorted(path for path in folder.rglob("*")
-                if path.is_file() and path.suffix.lower() in extensions)
+                if path.suffix.lower() in extensions)
+
+
+def check_regular_file(path: pathlib.Path) -> None:
+  """Raises MediaError 'not_a_file' unless `path` is (links to) a file."""
+  if path.is_file():
+    return
+  if path.is_symlink():
+    try:
+      path.stat()
+      detail = "a link to something that is not a file"
+    except OSError as error:
+      detail = ("a link loop" if error.errno == errno.ELOOP
+                else "a dangling link")
+  elif path.is_dir():
+    detail = "a folder"
+  else:
+    detail = "not a regular file"
+  raise media.MediaError(path, "not_a_file", detail)
 
 
 class SkipLog:

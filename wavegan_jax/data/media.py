@@ -19,28 +19,17 @@ from PIL import ImageSequence
 import soundfile
 import soxr
 
+from wavegan_jax import errors
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".gif")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 # The fixed set of reasons a file can be rejected for.
-REASONS = ("empty", "undecodable", "no_frames", "no_audio", "non_finite",
-           "too_short", "silent")
+REASONS = errors.MEDIA_REASONS
 
 PathLike = str | os.PathLike
-
-
-class MediaError(ValueError):
-  """A media file that cannot be used; `reason` is one of `REASONS`."""
-
-  def __init__(self, path: PathLike, reason: str, detail: str = ""):
-    if reason not in REASONS:
-      raise ValueError(f"unknown media error reason {reason!r}")
-    self.path = str(path)
-    self.reason = reason
-    self.detail = detail
-    message = f"{self.path}: {reason}"
-    super().__init__(f"{message} ({detail})" if detail else message)
+MediaError = errors.MediaError
 
 
 def _check_file(path: PathLike) -> pathlib.Path:
@@ -223,9 +212,28 @@ def load_video_audio(path: PathLike, sample_rate: int | None = None, *,
                       allow_silent=allow_silent)
 
 
+def _bounded_size(width: int, height: int, max_side: int | None
+                  ) -> Sequence[int] | None:
+  """(height, width) scaled so the longer side is at most `max_side` (even
+  sides, the aspect ratio kept), or None when it already is."""
+  if max_side is None or max(width, height) <= max_side:
+    return None
+  scale = max_side / max(width, height)
+  return (max(2, 2 * round(height * scale / 2)),
+          max(2, 2 * round(width * scale / 2)))
+
+
+def _past(times: list[float], time: float, max_seconds: float | None) -> bool:
+  """Whether a frame at `time` starts after the first `max_seconds`."""
+  return (max_seconds is not None and bool(times) and
+          time - times[0] >= max_seconds)
+
+
 def _to_array(image: Image.Image, size: Sequence[int] | None,
-              channels: int) -> np.ndarray:
+              channels: int, max_side: int | None = None) -> np.ndarray:
   image = image.convert("L" if channels == 1 else "RGB")
+  if size is None:
+    size = _bounded_size(image.width, image.height, max_side)
   if size is not None:
     height, width = size
     image = image.resize((width, height), Image.Resampling.BILINEAR)
@@ -250,17 +258,24 @@ def _retime(frames: list[np.ndarray], times: list[float],
   return np.stack([frames[i] for i in np.clip(picks, 0, len(frames) - 1)])
 
 
-def _decode_video_with_av(path, size, channels):
+def _decode_video_with_av(path, size, channels, max_seconds=None,
+                          max_side=None):
   frames, times = [], []
   try:
     with av.open(str(path)) as container:
       if not container.streams.video:
         raise MediaError(path, "no_frames", "no video stream")
       stream = container.streams.video[0]
+      # Decoding stops at the first frame past max_seconds, and each frame
+      # is shrunk as soon as it is decoded: memory is the kept frames at
+      # their output size, whatever the file's length and resolution.
       for index, frame in enumerate(container.decode(stream)):
         rate = float(stream.average_rate or 25)
-        times.append(frame.time if frame.time is not None else index / rate)
-        frames.append(_to_array(frame.to_image(), size, channels))
+        time = frame.time if frame.time is not None else index / rate
+        if _past(times, time, max_seconds):
+          break
+        times.append(time)
+        frames.append(_to_array(frame.to_image(), size, channels, max_side))
   except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
     if isinstance(error, FileNotFoundError):
       raise
@@ -268,12 +283,14 @@ def _decode_video_with_av(path, size, channels):
   return frames, times
 
 
-def _decode_gif(path, size, channels):
+def _decode_gif(path, size, channels, max_seconds=None, max_side=None):
   frames, times, clock = [], [], 0.0
   try:
     with Image.open(path) as image:
       for frame in ImageSequence.Iterator(image):
-        frames.append(_to_array(frame, size, channels))
+        if _past(times, clock, max_seconds):
+          break
+        frames.append(_to_array(frame, size, channels, max_side))
         times.append(clock)
         clock += frame.info.get("duration", 100) / 1000.0
   except (OSError, SyntaxError) as error:
@@ -281,14 +298,17 @@ def _decode_gif(path, size, channels):
   return frames, times
 
 
-def _decode_frame_folder(path, size, channels, fps):
+def _decode_frame_folder(path, size, channels, fps, max_seconds=None,
+                         max_side=None):
   files = sorted(p for p in path.iterdir()
                  if p.suffix.lower() in IMAGE_EXTENSIONS)
+  if max_seconds is not None:
+    files = files[:int(np.ceil(max_seconds * (fps or 1.0))) + 1]
   frames = []
   for file in files:
     try:
       with Image.open(file) as image:
-        frames.append(_to_array(image, size, channels))
+        frames.append(_to_array(image, size, channels, max_side))
     except OSError as error:
       raise MediaError(file, "undecodable", str(error)) from error
   # A folder has no clock: its images are taken to be at the wanted rate.
@@ -297,8 +317,14 @@ def _decode_frame_folder(path, size, channels, fps):
 
 def load_video(path: PathLike, fps: float | None = None,
                size: int | Sequence[int] | None = None,
-               channels: int = 1) -> np.ndarray:
+               channels: int = 1, max_seconds: float | None = None,
+               max_side: int | None = None) -> np.ndarray:
   """Loads a video as uint8 [num_frames, height, width, channels].
+
+  With `max_seconds` only the frames of the first max_seconds are decoded
+  (and one more, to time the last), so memory does not grow with the
+  file's length; with `max_side` (and no `size`) frames are shrunk, keeping
+  their aspect ratio, as they are decoded.
 
   Args:
     path: a video file (mp4, mov, webm, avi, mkv: PyAV), an animated GIF, or a
@@ -307,6 +333,8 @@ def load_video(path: PathLike, fps: float | None = None,
     size: output height and width (an int for square frames); None keeps the
       source size.
     channels: 1 for grayscale, 3 for RGB.
+    max_seconds: decode only this much of the start (None: all).
+    max_side: with size None, the longest output side (None: the source's).
 
   Returns:
     uint8 array [num_frames, height, width, channels].
@@ -319,12 +347,37 @@ def load_video(path: PathLike, fps: float | None = None,
   if isinstance(size, int):
     size = (size, size)
   path = _check_file(path)
+  bounds = dict(max_seconds=max_seconds, max_side=max_side)
   if path.is_dir():
-    frames, times = _decode_frame_folder(path, size, channels, fps)
+    frames, times = _decode_frame_folder(path, size, channels, fps, **bounds)
   elif path.suffix.lower() == ".gif":
-    frames, times = _decode_gif(path, size, channels)
+    frames, times = _decode_gif(path, size, channels, **bounds)
   else:
-    frames, times = _decode_video_with_av(path, size, channels)
+    frames, times = _decode_video_with_av(path, size, channels, **bounds)
   if not frames:
     raise MediaError(path, "no_frames", "no decodable video frames")
   return _retime(frames, times, fps)
+
+
+def video_seconds(path: PathLike, fps: float | None = None) -> float | None:
+  """A video's length in seconds from its headers (frames not decoded where
+  the container says), or None when unknown. A frame folder's is its image
+  count at `fps`."""
+  path = pathlib.Path(path)
+  try:
+    if path.is_dir():
+      count = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir())
+      return count / fps if fps else None
+    if path.suffix.lower() == ".gif":
+      with Image.open(path) as image:
+        return sum(frame.info.get("duration", 100)
+                   for frame in ImageSequence.Iterator(image)) / 1000.0
+    with av.open(str(path)) as container:
+      stream = container.streams.video[0]
+      if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+      if container.duration is not None:
+        return container.duration / av.time_base
+  except (av.FFmpegError, OSError, IndexError):
+    return None
+  return None

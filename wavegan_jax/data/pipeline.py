@@ -6,14 +6,19 @@ numpy-ready tensors (audio as float32 in [-1, 1], video uint8, labels int32);
 sharded over a mesh's data axis.
 """
 
+import hashlib
+import json
 import logging
+import os
 import pathlib
+import stat
 from typing import Any, Iterator, Mapping
 
 import jax
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from wavegan_jax import errors
 from wavegan_jax.data import av_digits
 from wavegan_jax.data import common
 
@@ -71,6 +76,81 @@ def get_builder(name: str, data_dir: str | None = None,
   return tfds.builder(name, data_dir=data_dir, config=config)
 
 
+# Builders whose source is the user's folder: the prepared data records which
+# folder (and which files) it was built from, and is not reused for another.
+FOLDER_BUILDERS = ("audio_folder", "av_folder")
+SOURCE_FILE = "source.json"
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> dict[str, Any]:
+  """The folder's absolute path and a SHA-256 of its files' names, sizes
+  and modification times (every regular file under it, links followed).
+
+  Returns:
+    {'folder': str, 'files': int, 'fingerprint': hex str}.
+  """
+  folder = pathlib.Path(folder).resolve()
+  entries = []
+  for path in sorted(folder.rglob("*")):
+    try:
+      info = path.stat()
+    except OSError:  # A dangling link or a link loop: only its name counts.
+      entries.append([path.relative_to(folder).as_posix(), None, None])
+      continue
+    if stat.S_ISREG(info.st_mode):
+      entries.append([path.relative_to(folder).as_posix(), info.st_size,
+                      info.st_mtime_ns])
+  digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+  return {"folder": str(folder), "files": len(entries),
+          "fingerprint": digest}
+
+
+def _source_path(builder) -> pathlib.Path:
+  return pathlib.Path(builder.data_dir) / SOURCE_FILE
+
+
+def _record_source(builder, source: dict[str, Any]) -> None:
+  """Writes source.json beside the prepared data (atomically)."""
+  path = _source_path(builder)
+  temporary = path.with_name(f"{SOURCE_FILE}.{os.getpid()}.tmp")
+  temporary.write_text(json.dumps(source, indent=1))
+  os.replace(temporary, path)
+
+
+def check_source(builder, manual_dir: str) -> None:
+  """Raises unless prepared folder data was built from `manual_dir` as it is.
+
+  Data prepared before sources were recorded cannot be checked: a warning
+  says so.
+
+  Raises:
+    errors.SourceChangedError: naming both folders (or, for the same
+      folder, the file counts then and now) and what to do.
+  """
+  path = _source_path(builder)
+  current = folder_fingerprint(manual_dir)
+  if not path.is_file():
+    logging.getLogger("absl").warning(
+        "%s records no source folder (prepared before sources were "
+        "recorded): cannot check that it was built from %s", builder.data_dir,
+        current["folder"])
+    return
+  stored = json.loads(path.read_text())
+  if stored.get("fingerprint") == current["fingerprint"]:
+    return
+  remedy = (f"give another --data_dir, or delete {builder.data_dir} to "
+            "prepare it again")
+  if stored.get("folder") != current["folder"]:
+    raise errors.SourceChangedError(
+        f"{builder.data_dir}: prepared from {stored.get('folder')} "
+        f"({stored.get('files')} files), not from {current['folder']} "
+        f"({current['files']} files); {remedy}")
+  raise errors.SourceChangedError(
+      f"{builder.data_dir}: prepared from {current['folder']} when it held "
+      f"other files ({stored.get('files')} then, {current['files']} now, "
+      f"or changed sizes or times); {remedy}")
+
+
 def download_config(manual_dir: str | None = None):
   """The TFDS download config used throughout: offline-safe, no GCS probe."""
   return tfds.download.DownloadConfig(manual_dir=manual_dir,
@@ -94,9 +174,15 @@ def prepare_dataset(name: str, data_dir: str | None = None,
 
   Raises:
     FileNotFoundError: manual_dir is missing or lacks the expected files.
+    errors.SourceChangedError: a folder builder's data is prepared from
+      another folder, or from other files of this one (check_source).
   """
   builder = get_builder(name, data_dir, builder_kwargs)
+  from_folder = (name in FOLDER_BUILDERS and manual_dir is not None and
+                 pathlib.Path(manual_dir).is_dir())
   if builder.is_prepared():
+    if from_folder:
+      check_source(builder, manual_dir)
     return builder, True
   if manual_dir is not None:
     if not pathlib.Path(manual_dir).is_dir():
@@ -109,7 +195,10 @@ def prepare_dataset(name: str, data_dir: str | None = None,
     raise FileNotFoundError(
         f"{name}/{builder.builder_config.name} is not prepared in "
         f"{builder.data_dir}; give the source folder as manual_dir")
+  source = folder_fingerprint(manual_dir) if from_folder else None
   builder.download_and_prepare(download_config=download_config(manual_dir))
+  if source is not None and jax.process_index() == 0:
+    _record_source(builder, source)
   return builder, False
 
 

@@ -34,6 +34,7 @@ import functools
 import json
 import math
 import os
+import tempfile
 from typing import Optional
 
 import jax
@@ -42,6 +43,7 @@ import ml_collections
 import numpy as np
 import scipy.signal
 
+from wavegan_jax import errors
 from wavegan_jax.data import pipeline
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import instrument_pass
@@ -57,8 +59,7 @@ METRICS_FILE = "metrics.json"
 DEFAULT_WAVEGAN_EXAMPLES = 1000
 
 
-class EvaluationError(stage_runner.UserFacingError):
-  """Bad input to the evaluation (missing export, judges, unknown split)."""
+EvaluationError = errors.EvaluationError
 
 
 def eval_dir(workdir: str, latent_scale: float = 1.0) -> str:
@@ -66,6 +67,19 @@ def eval_dir(workdir: str, latent_scale: float = 1.0) -> str:
   if latent_scale == 1:
     return os.path.join(workdir, EVAL_DIR)
   return os.path.join(workdir, f"{EVAL_DIR}_latent_scale_{latent_scale:g}")
+
+
+def _check_writable(output_dir: str) -> None:
+  """EvaluationError now, not after the work, if results cannot be written
+  in `output_dir` (under a file, read-only, a full disk)."""
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=output_dir):
+      pass
+  except OSError as error:
+    raise EvaluationError(
+        f"{output_dir}: the results cannot be written there "
+        f"({error.strerror or error})") from None
 
 
 def read_config(workdir: str, what: str = "workdir"
@@ -364,7 +378,7 @@ def evaluate_wavegan(config, workdir, judges: Judges, *, split: str,
                 os.path.join(manual_dir, config.data.folder))
   check_split(config, split, folder_dir, data_dir,
               dict(config.data.builder_kwargs))
-  count = num_examples or DEFAULT_WAVEGAN_EXAMPLES
+  count = DEFAULT_WAVEGAN_EXAMPLES if num_examples is None else num_examples
   if count < 2:
     raise EvaluationError(f"num_examples must be >= 2, got {count}")
   generated = _mono(generator.generate(
@@ -491,10 +505,15 @@ def evaluate(workdir: str, *, split: str = "test",
           and math.isfinite(latent_scale) and latent_scale > 0):
     raise EvaluationError(f"latent_scale must be a finite number > 0, got "
                           f"{latent_scale!r}")
+  if num_examples is not None and (isinstance(num_examples, bool) or
+                                   not isinstance(num_examples, int) or
+                                   num_examples < 2):
+    raise EvaluationError(f"num_examples must be >= 2, got {num_examples!r}")
   output_dir = eval_dir(workdir, latent_scale)
   if instrument_clips is not None and instrument_clips < 1:
     raise EvaluationError(f"instrument_clips must be >= 1, got "
                           f"{instrument_clips}")
+  _check_writable(output_dir)
   if "acoustic" in config:
     if latent_scale != 1:
       raise EvaluationError(f"latent_scale={latent_scale:g} is for "

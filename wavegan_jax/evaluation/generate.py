@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from wavegan_jax import errors
 from wavegan_jax.data import media
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
@@ -40,13 +41,7 @@ WAVEGAN_KIND = "wavegan"
 PREVIEW_GAP_SECONDS = 0.5
 
 
-class GenerateError(Exception):
-  """A problem with a file the user gave; str() is '<file>: <what>'."""
-
-  def __init__(self, path: PathLike, message: str):
-    self.path = str(path)
-    self.message = message
-    super().__init__(f"{self.path}: {message}")
+GenerateError = errors.GenerateError
 
 
 # ---------------------------------------------------------------------------
@@ -181,14 +176,25 @@ def prepare_video(path: PathLike, clip: ClipSpec) -> np.ndarray:
   Raises:
     media.MediaError, FileNotFoundError: a file that cannot be used.
   """
+  # Only the clip's first seconds are decoded (one frame more, to time the
+  # last): memory does not grow with the input's length.
   frames = media.load_video(path, fps=float(clip.fps),
-                            size=clip.frame_size, channels=1)
-  if frames.shape[0] > clip.num_frames:
+                            size=clip.frame_size, channels=1,
+                            max_seconds=decode_seconds(clip))
+  seconds = media.video_seconds(path, float(clip.fps))
+  count = (frames.shape[0] if seconds is None else
+           int(np.floor(seconds * float(clip.fps) + 1e-6)))
+  if count > clip.num_frames:
     logging.warning("%s: %d frames (%.2f s) at %.2f fps; the model takes "
                     "%.3f s, so only the first %d frames are used.", path,
-                    frames.shape[0], frames.shape[0] / clip.fps,
-                    float(clip.fps), clip.seconds, clip.num_frames)
+                    count, count / clip.fps, float(clip.fps), clip.seconds,
+                    clip.num_frames)
   return fit_length(frames, clip.num_frames)
+
+
+def decode_seconds(clip: ClipSpec) -> float:
+  """How much of an input video is decoded: the clip and one frame more."""
+  return clip.seconds + 1.0 / float(clip.fps)
 
 
 def prepare_reference(path: PathLike, clip: ClipSpec) -> np.ndarray:

@@ -25,20 +25,16 @@ from typing import Optional
 
 import numpy as np
 
-from wavegan_jax.data import media
+from wavegan_jax import errors
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import generate_io
 
 GenerateError = generate_lib.GenerateError
 PREVIEW_CLIPS = 8
-USER_ERRORS = (GenerateError, media.MediaError, FileNotFoundError, OSError)
-
-
-def describe_error(error: Exception) -> str:
-  """'<file>: <what is wrong>' for the errors a user can fix."""
-  if isinstance(error, OSError) and error.filename is not None:
-    return f"{error.filename}: {error.strerror or error}"
-  return str(error)
+# GenerateError, MediaError, a damaged export, a mismatched one...; OSError:
+# a path that is missing, a folder, unwritable or on a full disk.
+USER_ERRORS = (errors.UserFacingError, OSError)
+describe_error = errors.describe
 
 
 def _print_error(message: str) -> None:
@@ -109,11 +105,15 @@ def run(workdir: str, *, video: Optional[str] = None,
     return 2
 
 
-def _check_outputs(output, output_video):
+def _check_outputs(output, output_video, inputs):
+  """Output types, and no output that is an input (`inputs`: name -> path)."""
   generate_io.check_output_path(output, generate_io.AUDIO_OUTPUT_EXTENSIONS)
+  generate_io.check_not_an_input(output, inputs)
   if output_video:
     generate_io.check_output_path(output_video,
                                   generate_io.VIDEO_OUTPUT_EXTENSIONS)
+    generate_io.check_not_an_input(output_video,
+                                   {**inputs, "--output": output})
 
 
 def _write(clip, waveform, output, video_path, output_video):
@@ -130,7 +130,8 @@ def _write(clip, waveform, output, video_path, output_video):
 
 def _run_one(workdir, config, video, reference, output, output_video, seed):
   generate_lib.check_export(workdir, generate_lib.AV_KIND)
-  _check_outputs(output, output_video)
+  _check_outputs(output, output_video,
+                 {"--video": video, "--reference": reference})
   clip = generate_lib.ClipSpec.from_config(config)
   # The reference first: a long video's log line comes only when both
   # inputs are good, so a bad input prints just its one error line.
@@ -154,8 +155,16 @@ def _run_manifest(workdir, config, manifest, batch_size, seed):
   failed = len(problems)
   pending = []
 
-  def flush():
+  def row_failed(row, error):
+    # Any failure of a row (a bad input, an output that cannot be written,
+    # an encoder error) is that row's: the others are still generated.
     nonlocal failed
+    message = (describe_error(error) if isinstance(error, USER_ERRORS) else
+               f"{type(error).__name__}: {error}")
+    _print_error(f"{manifest} row {row.row}: {message}")
+    failed += 1
+
+  def flush():
     if not pending:
       return
     size = min(batch_size, len(rows))
@@ -168,19 +177,19 @@ def _run_manifest(workdir, config, manifest, batch_size, seed):
     for (row, _, _), waveform in zip(pending, waveforms):
       try:
         _write(clip, waveform, row.output, row.video, row.output_video)
-      except USER_ERRORS as error:
-        _print_error(f"{manifest} row {row.row}: {describe_error(error)}")
-        failed += 1
+      except Exception as error:  # pylint: disable=broad-except
+        row_failed(row, error)
     pending.clear()
 
   for row in rows:
     try:
-      _check_outputs(row.output, row.output_video)
+      _check_outputs(row.output, row.output_video,
+                     {"video": row.video, "reference": row.reference,
+                      "--manifest": manifest})
       pending.append((row, generate_lib.prepare_video(row.video, clip),
                       generate_lib.prepare_reference(row.reference, clip)))
-    except USER_ERRORS as error:
-      _print_error(f"{manifest} row {row.row}: {describe_error(error)}")
-      failed += 1
+    except Exception as error:  # pylint: disable=broad-except
+      row_failed(row, error)
     if len(pending) == batch_size:
       flush()
   flush()

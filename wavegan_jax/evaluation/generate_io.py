@@ -23,13 +23,19 @@ GenerateError = generate_lib.GenerateError
 AUDIO_OUTPUT_EXTENSIONS = (".wav", ".flac")
 VIDEO_OUTPUT_EXTENSIONS = (".mp4", ".mov", ".mkv")
 MANIFEST_COLUMNS = ("video", "reference", "output")
+# The longest side of an --output_video: larger inputs are shrunk to it as
+# they are decoded (1080p: 1280x720).
+MAX_OUTPUT_SIDE = 1280
 
 
 def check_output_path(path: PathLike, extensions: tuple[str, ...]) -> None:
-  """GenerateError unless `path` ends in one of `extensions`."""
+  """GenerateError unless `path` ends in one of `extensions` and is not a
+  folder."""
   if pathlib.Path(path).suffix.lower() not in extensions:
     raise GenerateError(path, "unsupported output type; use one of "
                         + ", ".join(extensions))
+  if pathlib.Path(path).is_dir():
+    raise GenerateError(path, "is a folder; give a file name")
 
 
 def write_audio(path: PathLike, waveform: np.ndarray,
@@ -47,8 +53,11 @@ def write_audio(path: PathLike, waveform: np.ndarray,
   path = pathlib.Path(path)
   check_output_path(path, AUDIO_OUTPUT_EXTENSIONS)
   path.parent.mkdir(parents=True, exist_ok=True)
-  soundfile.write(str(path), np.clip(waveform, -1.0, 1.0), sample_rate,
-                  subtype="PCM_16")
+  try:
+    soundfile.write(str(path), np.clip(waveform, -1.0, 1.0), sample_rate,
+                    subtype="PCM_16")
+  except soundfile.LibsndfileError as error:  # Not an OSError.
+    raise GenerateError(path, f"cannot be written ({error})") from error
   return path
 
 
@@ -91,6 +100,15 @@ def write_video_with_audio(path: PathLike, frames: np.ndarray,
     frames = np.repeat(frames, 3, axis=-1)
   frames = _even_size(np.ascontiguousarray(frames, np.uint8))
   audio = np.clip(np.asarray(waveform, np.float32), -1.0, 1.0)[None]
+  try:
+    _encode(path, frames, fps, audio, sample_rate)
+  except av.FFmpegError as error:
+    raise GenerateError(path, f"cannot be written ({error})") from error
+  return path
+
+
+def _encode(path, frames, fps, audio, sample_rate):
+  """write_video_with_audio's encoding (see there)."""
   with av.open(str(path), "w") as container:
     video_stream = container.add_stream(_video_codec(), rate=fps)
     video_stream.height, video_stream.width = frames.shape[1:3]
@@ -110,7 +128,6 @@ def write_video_with_audio(path: PathLike, frames: np.ndarray,
     audio_frame.time_base = fractions.Fraction(1, sample_rate)
     container.mux(audio_stream.encode(audio_frame))
     container.mux(audio_stream.encode(None))
-  return path
 
 
 def video_for_output(path: PathLike, clip: "generate_lib.ClipSpec"
@@ -119,10 +136,15 @@ def video_for_output(path: PathLike, clip: "generate_lib.ClipSpec"
 
   Returns:
     uint8 [clip.num_frames, height, width, 3]: the frames the model saw
-    (resampled to clip.fps, cropped to the clip, padded with black).
+    (resampled to clip.fps, cropped to the clip, padded with black), the
+    longer side at most MAX_OUTPUT_SIDE. Only the clip's seconds of the
+    input are decoded.
   """
   try:
-    frames = media.load_video(path, fps=float(clip.fps), channels=3)
+    frames = media.load_video(
+        path, fps=float(clip.fps), channels=3,
+        max_seconds=generate_lib.decode_seconds(clip),
+        max_side=MAX_OUTPUT_SIDE)
   except ValueError as error:
     if isinstance(error, media.MediaError):
       raise
@@ -153,47 +175,104 @@ def read_manifest(path: PathLike) -> tuple[list[ManifestRow],
   """Reads a CSV manifest with columns video, reference, output.
 
   An optional column output_video asks for a muxed video as well. Relative
-  paths are taken relative to the manifest's folder.
+  paths are taken relative to the manifest's folder. Rows are read by the
+  csv module in strict mode, one at a time, so that a row it rejects (a
+  stray quote, a NUL byte), a row with more or fewer fields than the
+  header, or one with an empty field is a problem of that row only.
 
   Args:
     path: the CSV file (with a header line).
 
   Returns:
     (rows, problems): the usable rows, and (row number, what is wrong) for
-    rows with an empty field.
+    the others.
 
   Raises:
-    GenerateError: the file is empty, not CSV, or lacks a column.
+    GenerateError: the file is empty, not text, or its header is not CSV
+      or lacks a column.
     FileNotFoundError: no such file.
   """
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file")
+  rows, problems = [], []
   try:
     with open(path, newline="", encoding="utf-8") as file:
-      reader = csv.DictReader(file)
-      fields = [name.strip() for name in (reader.fieldnames or [])]
-      lines = list(reader)
-  except (UnicodeDecodeError, csv.Error) as error:
-    raise GenerateError(path, f"not a CSV file ({error})") from error
-  missing = [c for c in MANIFEST_COLUMNS if c not in fields]
-  if missing:
-    raise GenerateError(path, f"missing column(s) {', '.join(missing)}; a "
-                        "manifest needs a header line video,reference,output")
-  folder = path.parent
-  rows, problems = [], []
-  for index, line in enumerate(lines):
-    line = {(k or "").strip(): (v or "").strip() for k, v in line.items()}
-    row = index + 2
-    empty = [c for c in MANIFEST_COLUMNS if not line.get(c)]
-    if empty:
-      problems.append((row, f"empty {', '.join(empty)}"))
-      continue
-    output_video = line.get("output_video")
-    rows.append(ManifestRow(
-        row=row, index=index, video=folder / line["video"],
-        reference=folder / line["reference"], output=folder / line["output"],
-        output_video=folder / output_video if output_video else None))
+      reader = csv.reader(file, strict=True)
+      try:
+        header = [name.strip() for name in next(reader, [])]
+      except csv.Error as error:
+        raise GenerateError(path, f"header line is not CSV ({error})"
+                            ) from error
+      missing = [c for c in MANIFEST_COLUMNS if c not in header]
+      if missing:
+        raise GenerateError(
+            path, f"missing column(s) {', '.join(missing)}; a manifest needs "
+            "a header line video,reference,output")
+      index = 0
+      while True:
+        try:
+          values = next(reader)
+        except StopIteration:
+          break
+        except csv.Error as error:
+          problems.append((reader.line_num, f"not valid CSV ({error})"))
+          index += 1
+          continue
+        if not values:  # A blank line.
+          continue
+        row, index = _manifest_row(path.parent, header, values,
+                                   reader.line_num, index), index + 1
+        (rows if isinstance(row, ManifestRow) else problems).append(row)
+  except UnicodeDecodeError as error:
+    raise GenerateError(path, f"not a UTF-8 text file ({error})") from error
   if not rows and not problems:
     raise GenerateError(path, "no rows below the header")
   return rows, problems
+
+
+def _manifest_row(folder: pathlib.Path, header: list[str], values: list[str],
+                  line_number: int, index: int
+                 ) -> ManifestRow | tuple[int, str]:
+  """One data row as a ManifestRow, or (row number, what is wrong)."""
+  if len(values) != len(header):
+    return line_number, (f"{len(values)} fields where the header has "
+                         f"{len(header)} ({', '.join(header)})")
+  line = {key: value.strip() for key, value in zip(header, values)}
+  empty = [c for c in MANIFEST_COLUMNS if not line.get(c)]
+  if empty:
+    return line_number, f"empty {', '.join(empty)}"
+  output_video = line.get("output_video")
+  return ManifestRow(
+      row=line_number, index=index, video=folder / line["video"],
+      reference=folder / line["reference"], output=folder / line["output"],
+      output_video=folder / output_video if output_video else None)
+
+
+def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
+  """Whether two paths name one file (links and relative parts resolved)."""
+  try:
+    return a.exists() and b.exists() and a.samefile(b)
+  except OSError:
+    return False
+
+
+def check_not_an_input(output: PathLike | None,
+                       inputs: dict[str, PathLike | None]) -> None:
+  """GenerateError if `output` resolves to one of `inputs` (or its folder).
+
+  Args:
+    output: a path the command will write (None: nothing to check).
+    inputs: {flag or column name: path the command reads}.
+  """
+  if output is None:
+    return
+  target = pathlib.Path(output)
+  for name, source in inputs.items():
+    if source is None:
+      continue
+    source = pathlib.Path(source)
+    if (target.resolve() == source.resolve() or _same_file(target, source)
+        or source.resolve() in target.resolve().parents):
+      raise GenerateError(output, f"is the input {name} ({source}); refusing "
+                          "to overwrite it: choose another output path")

@@ -4,7 +4,9 @@ Each stage has its own directory managed by one `StageCheckpointer` (an
 Orbax `CheckpointManager`: latest-N retention, async saves, atomic step
 directories). A stage resumes in this order (`restore_or_init`):
 
-  1. the latest checkpoint in its own directory (a restarted job);
+  1. the newest checkpoint in its own directory that restores (a restarted
+     job); newer ones that do not (cut off, half deleted) are moved to
+     `<directory>.damaged/<step>` with a warning naming each and why;
   2. an explicit `init_from` path: params only (fresh optimizer, step 0),
      from a params export or from another run's checkpoint directory;
   3. scratch: `init_fn()`.
@@ -21,6 +23,7 @@ coordinates them (process 0 writes the metadata, all write their shards).
 """
 
 import os
+import shutil
 import signal
 import threading
 from typing import Any, Callable, Optional
@@ -28,16 +31,17 @@ from typing import Any, Callable, Optional
 from absl import logging
 from etils import epath
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
+from wavegan_jax import errors
 from wavegan_jax.training import parallel
 
 PyTree = Any
 
 
-class CheckpointMismatchError(ValueError):
-  """A saved tree does not have the structure/shapes the model expects."""
+CheckpointMismatchError = errors.CheckpointMismatchError
 
 
 # ---------------------------------------------------------------------------
@@ -88,6 +92,13 @@ def check_tree_matches(saved: PyTree, expected: PyTree, where: str) -> None:
   if problems:
     raise CheckpointMismatchError(
         f'{where} does not match the model: ' + '; '.join(problems))
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+  """The first line of an error's message, at most `limit` characters."""
+  text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  text = f'{type(error).__name__}: {text}'
+  return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 # ---------------------------------------------------------------------------
@@ -159,8 +170,27 @@ def load_params(path: str, expected: Optional[PyTree] = None, name: str = '',
     The params pytree of jax.Arrays (structure of `expected` if given).
   """
   tree_dir, is_train_state = _locate_params(path)
+  try:
+    return _load_params(tree_dir, is_train_state, path, expected, name,
+                        sharding)
+  except CheckpointMismatchError:
+    raise
+  except Exception as error:  # pylint: disable=broad-except
+    # Orbax/tensorstore say a file is cut off or missing in a long message
+    # of their own; the user needs to know which export is unreadable.
+    raise errors.DamagedCheckpointError(
+        f'{tree_dir}: cannot be read, damaged or incomplete '
+        f'({one_line(error)}); train the stage again or restore the files'
+    ) from error
+
+
+def _load_params(tree_dir, is_train_state, path, expected, name, sharding):
+  """load_params after the path is located (see there)."""
   checkpointer = ocp.PyTreeCheckpointer()
-  saved = checkpointer.metadata(tree_dir).item_metadata.tree
+  metadata = checkpointer.metadata(tree_dir)
+  if metadata is None or metadata.item_metadata is None:
+    raise FileNotFoundError(f'no Orbax metadata in {tree_dir}')
+  saved = metadata.item_metadata.tree
   if is_train_state:
     if 'params' not in saved:
       raise CheckpointMismatchError(
@@ -188,12 +218,21 @@ def load_step(directory: str, step: int) -> PyTree:
   as numpy arrays (no model needed, whatever devices saved it)."""
   tree_dir = _absolute(directory) / str(step) / 'default'
   checkpointer = ocp.PyTreeCheckpointer()
-  saved = checkpointer.metadata(tree_dir).item_metadata.tree
-  restore_args = jax.tree.map(
-      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), saved)
-  state = checkpointer.restore(tree_dir, args=ocp.args.PyTreeRestore(
-      restore_args=restore_args))
-  checkpointer.close()
+  try:
+    metadata = checkpointer.metadata(tree_dir)
+    if metadata is None or metadata.item_metadata is None:
+      raise FileNotFoundError(f'no Orbax metadata in {tree_dir}')
+    restore_args = jax.tree.map(
+        lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+        metadata.item_metadata.tree)
+    state = checkpointer.restore(tree_dir, args=ocp.args.PyTreeRestore(
+        restore_args=restore_args))
+  except Exception as error:  # pylint: disable=broad-except
+    raise errors.DamagedCheckpointError(
+        f'{tree_dir}: cannot be read, damaged or incomplete '
+        f'({one_line(error)})') from error
+  finally:
+    checkpointer.close()
   return state
 
 
@@ -254,8 +293,11 @@ class StageCheckpointer:
     step_dir = self.directory / str(step) / 'default'
     if step_dir.is_dir():
       checkpointer = ocp.PyTreeCheckpointer()
-      saved = checkpointer.metadata(step_dir).item_metadata.tree
+      metadata = checkpointer.metadata(step_dir)
       checkpointer.close()
+      if metadata is None or metadata.item_metadata is None:
+        raise FileNotFoundError(f'no Orbax metadata in {step_dir}')
+      saved = metadata.item_metadata.tree
       try:
         check_tree_matches(saved, abstract_state,
                            f'checkpoint {self.directory} step {step}')
@@ -292,10 +334,9 @@ class StageCheckpointer:
     sharding = parallel.replicated(mesh)
     abstract_state = _abstract_with_sharding(jax.eval_shape(init_fn),
                                              sharding)
-    step = self.latest_step()
-    if step is not None:
-      logging.info('Resuming from %s step %d', self.directory, step)
-      return self.restore(step, abstract_state), 'checkpoint'
+    restored = self._restore_newest_good(abstract_state)
+    if restored is not None:
+      return restored, 'checkpoint'
     state = jax.jit(init_fn, out_shardings=sharding)()
     if init_from is None:
       logging.info('No checkpoint in %s: starting from scratch.',
@@ -311,6 +352,54 @@ class StageCheckpointer:
                                                  params[model])
                              for model in state['ema_params']}
     return state, 'init_from'
+
+  def _restore_newest_good(self, abstract_state: PyTree) -> Optional[PyTree]:
+    """The newest checkpoint that restores, or None if there is none.
+
+    Newer ones that fail to restore are moved aside with a warning (so the
+    steps are saved again when training reaches them).
+
+    Raises:
+      CheckpointMismatchError: a checkpoint of another config (not damage).
+      errors.DamagedCheckpointError: every checkpoint fails to restore.
+    """
+    failures = []
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        state = self.restore(step, abstract_state)
+      except CheckpointMismatchError:
+        raise
+      except Exception as error:  # pylint: disable=broad-except
+        failures.append((step, one_line(error)))
+        continue
+      if failures:
+        self._set_aside(failures, step)
+      logging.info('Resuming from %s step %d', self.directory, step)
+      return state
+    if failures:
+      raise errors.DamagedCheckpointError(
+          f'{self.directory}: no checkpoint restores ('
+          + '; '.join(f'step {step}: {why}' for step, why in failures)
+          + '); delete the directory to train the stage from scratch')
+    return None
+
+  def _set_aside(self, failures, good_step: int) -> None:
+    """Moves damaged step directories to <directory>.damaged/ and warns."""
+    aside = epath.Path(f'{self.directory}.damaged')
+    for step, why in failures:
+      target = aside / str(step)
+      if jax.process_index() == 0:
+        aside.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+          shutil.rmtree(os.fspath(target))
+        (self.directory / str(step)).rename(target)
+      logging.warning(
+          'Checkpoint %s step %d cannot be restored (%s): skipped it, moved '
+          'it to %s; resuming from step %d.', self.directory, step, why,
+          target, good_step)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('checkpoint set aside')
+    self.manager.reload()
 
   def wait(self) -> None:
     """Blocks until every pending async save is on disk."""

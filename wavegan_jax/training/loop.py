@@ -45,6 +45,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import tqdm
 
+from wavegan_jax import errors
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import parallel
 
@@ -100,8 +101,7 @@ def release_in_background(stage: str, holder: list) -> threading.Thread:
   return thread
 
 
-class NonFiniteError(FloatingPointError):
-  """A train step produced NaN or inf; nothing from it was saved."""
+NonFiniteError = errors.NonFiniteError
 
 
 def _first_non_finite(pending: Sequence[tuple[int, dict]]
@@ -119,14 +119,33 @@ def _first_non_finite(pending: Sequence[tuple[int, dict]]
 
 
 def _trim_metrics_file(path: str, start_step: int) -> None:
-  """Drops lines of steps after `start_step` (written before a restart)."""
+  """Drops lines of steps after `start_step` (written before a restart).
+
+  A line that is not a whole JSON record (a kill or a full disk cut it off
+  mid-write) is dropped with a warning: the steps it logged are after the
+  last checkpoint, so they are trained and logged again. The file is
+  replaced atomically, so a kill while trimming loses nothing.
+  """
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    lines = [line for line in f
-             if line.strip() and json.loads(line)['step'] <= start_step]
-  with open(path, 'w') as f:
-    f.writelines(lines)
+  kept = []
+  with open(path, errors='replace') as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        step = json.loads(line)['step']
+      except (ValueError, KeyError, TypeError):
+        logging.warning('%s: dropped line %d, not a whole metrics record '
+                        '(cut off by a kill or a full disk): %.80r', path,
+                        number, line.rstrip('\n'))
+        continue
+      if step <= start_step:
+        kept.append(line if line.endswith('\n') else line + '\n')
+  temporary = f'{path}.{os.getpid()}.tmp'
+  with open(temporary, 'w') as f:
+    f.writelines(kept)
+  os.replace(temporary, path)
 
 
 def _to_json_value(value) -> Any:

@@ -22,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from wavegan_jax import errors
 from wavegan_jax import spectral
 from wavegan_jax.data import pipeline
 from wavegan_jax.training import checkpointing
@@ -34,8 +35,7 @@ EXPORT_DIR = "export"
 FINAL_METRICS = "final_metrics.json"
 
 
-class UserFacingError(Exception):
-  """A problem the user can fix (bad data dir, mismatched export, NaN...)."""
+UserFacingError = errors.UserFacingError
 
 
 def stage_train_config(config: ml_collections.ConfigDict,

@@ -16,7 +16,9 @@ import jax
 import ml_collections
 
 from wavegan_jax.training import checkpointing
+from wavegan_jax.training import config_checks
 from wavegan_jax.training import stage_runner
+from wavegan_jax.training import workdir as workdir_lib
 
 UserFacingError = stage_runner.UserFacingError
 MANUAL_DIR_ENV = "WAVEGAN_MANUAL_DIR"
@@ -85,7 +87,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     {stage: final metrics} of the stages that ran or were already done.
 
   Raises:
-    UserFacingError: for problems the user can fix (the message says what).
+    UserFacingError: for problems the user can fix (the message says what):
+      a bad config value (before anything trains), a workdir another run
+      holds (WorkdirLockedError), a workdir trained with another config
+      (WorkdirConfigError).
   """
   all_stages = experiment_stages(config)
   stages = list(stages or all_stages)
@@ -94,11 +99,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     raise UserFacingError(f"Unknown stage(s) {unknown}; this experiment has "
                           f"{list(all_stages)}")
   stages = [s for s in all_stages if s in stages]
+  config_checks.check_run_config(config, all_stages)
   manual_dir, data_dir = _resolve_dirs(config, manual_dir, data_dir)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+  workdir_lib.check_writable(workdir)
+  if jax.process_index() != 0:
+    return _train_stages(config, workdir, stages, manual_dir, data_dir)
+  # Process 0 holds the workdir for the whole run: a second run on it stops
+  # at once. A rerun must have the config the weights were trained with.
+  with workdir_lib.WorkdirLock(workdir):
+    if workdir_lib.check_config(workdir, config):
+      workdir_lib.write_config(workdir, config)
+    return _train_stages(config, workdir, stages, manual_dir, data_dir)
+
+
+def _train_stages(config, workdir, stages, manual_dir, data_dir) -> dict:
+  """Runs `stages` in order, skipping finished ones; their final metrics."""
   results = {}
   for stage in stages:
     final_path = os.path.join(workdir, stage, stage_runner.FINAL_METRICS)
