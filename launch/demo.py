@@ -44,7 +44,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.INFO)
+    logging.set_verbosity(logging.WARNING)
   # Imported here so that --help stays fast.
   from wavegan_jax.demo import server
   from wavegan_jax.evaluation import generate_command

@@ -344,13 +344,18 @@ def _start_server(av_workdir, av_digits_data_dir):
       [sys.executable, str(REPO / "launch" / "demo.py"),
        f"--workdir={av_workdir}", "--port=0",
        f"--data_dir={av_digits_data_dir}"],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-  line = process.stdout.readline()
-  match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-  if not match:
-    process.kill()
-    pytest.fail(f"launch/demo.py did not start: {line!r}")
-  return process, match.group(1)
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+      # This checkout's package, whichever one the environment installed.
+      env={**os.environ, "PYTHONPATH": os.pathsep.join(
+          filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
+  lines = []
+  for line in process.stdout:  # 'Loaded and compiled ...', then 'Serving'.
+    lines.append(line)
+    match = re.search(r"^Serving .* at (http://127\.0\.0\.1:\d+/)", line)
+    if match:
+      return process, match.group(1)
+  process.kill()
+  pytest.fail(f"launch/demo.py did not start: {lines!r}")
 
 
 # In the page: decode the audio element's source at its own rate.
@@ -364,7 +369,8 @@ fetch(document.getElementById("result-audio").src)
 """
 
 
-def test_page_in_a_headless_browser(av_workdir, av_digits_data_dir, inputs):
+def test_page_in_a_headless_browser(av_workdir, av_digits_data_dir, inputs,
+                                    tmp_path, capsys):
   from selenium.webdriver.common import by  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.support import ui  # pylint: disable=g-import-not-at-top
   browser = _browser()
@@ -395,7 +401,8 @@ def test_page_in_a_headless_browser(av_workdir, av_digits_data_dir, inputs):
     find("video").send_keys(str(inputs["truncated"]))
     find("generate").click()
     wait.until(lambda _: find("error").text)
-    assert find("error").text.startswith("error: truncated.mp4: undecodable")
+    assert find("error").text == cli_error(
+        av_workdir, inputs["truncated"], inputs["voice"], tmp_path, capsys)
     assert find("av-results").is_displayed() is False
     assert process.poll() is None  # Still serving.
   finally:

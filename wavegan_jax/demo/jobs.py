@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import numpy as np
@@ -116,15 +116,19 @@ class DemoEngine:
 
   def __init__(self, workdir: str, *,
                examples: list[examples_lib.Example] | None = None,
-               temp_dir: str | None = None):
+               temp_dir: str | None = None,
+               report: Callable[[str], None] = logging.info):
     """Loads and compiles the generator and starts the worker.
 
     Args:
       workdir: an audio-visual or WaveGAN run directory.
       examples: test examples offered by the page (AV only).
       temp_dir: where to make the temporary folder (default: the system's).
+      report: called with a line when the model is loaded and when a job
+        finishes (launch/demo.py prints them).
     """
     self.workdir = workdir
+    self._report = report
     self.kind = None
     self.config = None
     self.load_error = None
@@ -161,8 +165,8 @@ class DemoEngine:
         model.generate(np.zeros((MAX_CLIPS, model.latent_dim), np.float32),
                        MAX_CLIPS)
       self._model, self.load_error = model, None
-      logging.info("Loaded and compiled the %s generator of %s in %.1f s.",
-                   self.kind, self.workdir, time.monotonic() - start)
+      self._report(f"Loaded and compiled the {self.kind} generator of "
+                   f"{self.workdir} in {time.monotonic() - start:.1f} s")
     except generate_command.USER_ERRORS as error:
       self.load_error = error_line(error)
       logging.warning("%s", self.load_error)
@@ -285,8 +289,8 @@ class DemoEngine:
         job.finished = time.monotonic()
         job.stage = job.status
         job.done.set()
-        logging.info("Job %s: %s in %.2f s.", job.id, job.error or "done",
-                     job.seconds())
+        self._report(f"request {job.id}: {job.error or 'done'} in "
+                     f"{job.seconds():.2f} s")
 
   def _run_av(self, job: Job) -> None:
     model, clip, inputs = self._model, self._model.clip, job.inputs

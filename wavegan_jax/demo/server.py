@@ -323,7 +323,8 @@ def serve(workdir: str, *, host: str = "127.0.0.1", port: int = 7860,
     examples = examples_lib.load_test_examples(
         config, data_dir=data_dir or config.data.get("data_dir"),
         manual_dir=manual_dir or config.data.get("manual_dir"))
-  engine = jobs.DemoEngine(workdir, examples=examples)
+  engine = jobs.DemoEngine(workdir, examples=examples,
+                           report=lambda line: print(line, flush=True))
   try:
     server = make_server(DemoApp(engine, max_upload_bytes), host, port)
   except OSError as error:
