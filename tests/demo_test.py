@@ -2,9 +2,8 @@
 
 The request handler is driven in-process (DemoApp.handle, no sockets); one
 test starts launch/demo.py on a free port and drives the page in a headless
-Chromium through Selenium. The workdir is av_digits:tiny with initialised
-params exported as training exports them: what the demo does with a
-generator does not depend on how well it was trained.
+Chromium through Selenium. The workdir is av_digits:tiny with random params
+exported where training exports them.
 """
 
 import io
@@ -25,12 +24,14 @@ import pytest
 import soundfile
 
 from experiments import av_digits as av_digits_config
+from experiments import wavegan as wavegan_config
 from wavegan_jax.demo import examples as examples_lib
 from wavegan_jax.demo import jobs
 from wavegan_jax.demo import server
 from wavegan_jax.evaluation import generate_command
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
+from wavegan_jax.training import wavegan_trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_SAMPLES, SAMPLE_RATE = 8192, 8000  # av_digits:tiny's clip.
@@ -39,22 +40,34 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 @pytest.fixture(scope="module")
 def av_workdir(tmp_path_factory):
-  """An av_digits:tiny workdir with initialised (untrained) params exported
-  where training puts them: the demo's path without minutes of training."""
+  """An av_digits:tiny workdir whose generator export holds random params.
+
+  What the demo does with a generator does not depend on how it was
+  trained; random params of the config's shapes (from jax.eval_shape of the
+  models' init, seconds where init or training takes minutes here) are
+  written where training exports them.
+  """
   config = av_digits_config.get_config("tiny")
   workdir = tmp_path_factory.mktemp("av_tiny")
   (workdir / "config.json").write_text(
       config.to_json_best_effort(indent=1, sort_keys=True))
   modules = av_generator.models(config)
   example = av_generator.example_inputs(config)
-  rng = jax.random.PRNGKey(0)
-  params = {
-      "acoustic": modules["acoustic"].init(rng, example["target"])["params"],
-      "visual": modules["visual"].init(rng, example["video"])["params"]}
-  contexts = av_generator.conditioning(modules, params, example)
-  noise = jnp.zeros((1, config.generator.model.noise_features))
-  params["generator"] = modules["generator"].init(rng, *contexts,
-                                                  z=noise)["params"]
+
+  def init(rng):
+    params = {
+        "acoustic": modules["acoustic"].init(rng, example["target"])["params"],
+        "visual": modules["visual"].init(rng, example["video"])["params"]}
+    contexts = av_generator.conditioning(modules, params, example)
+    noise = jnp.zeros((1, config.generator.model.noise_features))
+    params["generator"] = modules["generator"].init(rng, *contexts,
+                                                    z=noise)["params"]
+    return params
+
+  shapes = jax.eval_shape(init, jax.random.PRNGKey(0))
+  normal = np.random.default_rng(0).standard_normal
+  params = jax.tree_util.tree_map(
+      lambda leaf: (0.1 * normal(leaf.shape)).astype(leaf.dtype), shapes)
   checkpointing.export_params(str(workdir / "generator" / "export"), params)
   return workdir
 
@@ -313,6 +326,58 @@ def test_workdir_without_generator(av_workdir, inputs, tmp_path, capsys):
   finally:
     demo_engine.close()
   assert not demo_engine.root.exists()
+
+
+@pytest.fixture(scope="module")
+def wavegan_workdir(tmp_path_factory):
+  """A wavegan:tiny workdir whose generator export holds random params."""
+  config = wavegan_config.get_config("tiny")
+  workdir = tmp_path_factory.mktemp("wavegan_tiny")
+  (workdir / "config.json").write_text(
+      config.to_json_best_effort(indent=1, sort_keys=True))
+  generator = wavegan_trainer.models(config)[0]
+  shapes = jax.eval_shape(lambda: generator.init(
+      jax.random.PRNGKey(0), jnp.zeros((1, config.wavegan.latent_dim))))
+  normal = np.random.default_rng(0).standard_normal
+  params = jax.tree_util.tree_map(
+      lambda leaf: (0.1 * normal(leaf.shape)).astype(leaf.dtype),
+      shapes["params"])
+  checkpointing.export_params(str(workdir / "wavegan" / "export"),
+                              {"generator": params})
+  return workdir
+
+
+def test_wavegan_page_generates_scaled_latents(wavegan_workdir, tmp_path):
+  demo_engine = jobs.DemoEngine(str(wavegan_workdir), temp_dir=str(tmp_path))
+  try:
+    app = server.DemoApp(demo_engine)
+    info = json_of(app.handle("GET", "/api/info"))
+    assert (info["kind"], info["error"], info["examples"]) == (
+        "wavegan", None, [])
+    state, _ = run_job(app, demo_engine, {"seed": "2", "scale": "0.5",
+                                          "num_clips": "3"})
+    assert state["status"] == "done", state
+    assert sorted(state["results"]) == ["clip_0", "clip_1", "clip_2",
+                                        "spectrogram"]
+    clips = [soundfile.read(io.BytesIO(app.handle(
+        "GET", state["results"][f"clip_{i}"]).body), dtype="float32")
+             for i in range(3)]
+    assert all(rate == 8000 for _, rate in clips)
+    # The reference: the command line's latents for the seed, scaled.
+    model = generate_command.generate_lib.WaveGANGenerator(
+        str(wavegan_workdir))
+    expected = model.generate(model.latents(3, 2) * 0.5)[:, :, 0]
+    assert expected.shape == (3, 8192)
+    np.testing.assert_allclose(np.stack([c for c, _ in clips]),
+                               np.clip(expected, -1, 1), atol=2 / 32768)
+    for fields, message in [
+        ({"scale": "0"}, "error: scale: must be in (0, 100], got 0"),
+        ({"scale": "nan"}, "error: scale: must be finite, got 'nan'"),
+        ({"num_clips": "17"}, "error: num_clips: must be 1 to 16, got 17")]:
+      response, answer = post(app, fields)
+      assert (response.status, answer) == (400, {"error": message})
+  finally:
+    demo_engine.close()
 
 
 def _browser():
