@@ -7,6 +7,7 @@ exported where training exports them.
 """
 
 import io
+import json
 import os
 import pathlib
 import re
@@ -14,12 +15,12 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 
 import av
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 import pytest
 import soundfile
 
@@ -108,7 +109,6 @@ def inputs(tmp_path_factory):
     container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
   files["gif"] = folder / "moving.gif"
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   frames = [Image.fromarray(np.pad(np.full((8, 8), 255, np.uint8),
                                    ((4, 20), (i, 24 - i)))) for i in range(24)]
   frames[0].save(files["gif"], save_all=True, append_images=frames[1:],
@@ -151,7 +151,6 @@ def post(app, fields):
 
 
 def json_of(response):
-  import json  # pylint: disable=g-import-not-at-top
   return json.loads(response.body)
 
 
@@ -254,8 +253,8 @@ def test_bad_file_gets_the_command_line_error(case, engine, av_workdir,
                        tmp_path, capsys)
   assert state["status"] == "error"
   assert state["error"] == expected
-  assert "\n" not in expected and expected.startswith(
-      f"error: {inputs[video if case[0].endswith('video') else reference].name}:")
+  named = inputs[video if case[0].endswith("video") else reference].name
+  assert "\n" not in expected and expected.startswith(f"error: {named}:")
   assert not job.upload_dir.exists()
 
 
@@ -382,9 +381,10 @@ def test_wavegan_page_generates_scaled_latents(wavegan_workdir, tmp_path):
 
 def _browser():
   """A headless system Chromium through Selenium, or a skip reason."""
+  # pylint: disable=g-import-not-at-top
   try:
-    from selenium import webdriver  # pylint: disable=g-import-not-at-top
-    from selenium.webdriver.chrome import service  # pylint: disable=g-import-not-at-top
+    from selenium import webdriver
+    from selenium.webdriver.chrome import service
   except ImportError:
     pytest.skip("selenium is not installed (pip install -e '.[demo]')")
   for path in (CHROMIUM, CHROMEDRIVER):
@@ -436,8 +436,9 @@ fetch(document.getElementById("result-audio").src)
 
 def test_page_in_a_headless_browser(av_workdir, av_digits_data_dir, inputs,
                                     tmp_path, capsys):
-  from selenium.webdriver.common import by  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support import ui  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.common import by
+  from selenium.webdriver.support import ui
   browser = _browser()
   process, url = _start_server(av_workdir, av_digits_data_dir)
   try:

@@ -150,7 +150,7 @@ class DemoEngine:
   # The model.
 
   def _load(self) -> None:
-    """Reads the workdir and loads + compiles its generator, or notes why not."""
+    """Reads the workdir, loads and compiles its generator, or notes why not."""
     try:
       self.kind, self.config = generate_lib.read_workdir_config(self.workdir)
       start = time.monotonic()

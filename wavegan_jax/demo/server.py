@@ -19,7 +19,6 @@ import dataclasses
 import email.message
 import email.parser
 import email.policy
-import http
 import http.server
 import json
 import math
