@@ -24,6 +24,7 @@ import json
 import math
 import pathlib
 import re
+import shutil
 import time
 from typing import Any
 
@@ -174,6 +175,12 @@ class DemoApp:
       return Response.error(f"error: {method} {path}: no such page", 404)
     except RequestError as error:
       return Response.error(str(error))
+    except Exception as error:  # pylint: disable=broad-except
+      # A bug or a full disk must not stop the server: one line, and the
+      # traceback in the log.
+      logging.exception("%s %s failed.", method, path)
+      return Response.error(
+          f"error: internal: {type(error).__name__}: {error}", 500)
 
   def _get(self, parts: list[str]) -> Response:
     if parts in ([], ["index.html"]):
@@ -237,14 +244,18 @@ class DemoApp:
         raise RequestError(f"error: {field}: no file given; upload one or "
                            "pick an example")
     job = engine.new_job({"seed": seed})
-    for field in ("video", "reference"):
-      file_name, data = fields[field]
-      # A folder per field: the two uploads may share a name.
-      path = job.upload_dir / field / safe_file_name(file_name, field)
-      path.parent.mkdir()
-      path.write_bytes(data)
-      job.inputs[field] = str(path)
-      job.shown_names[str(path)] = path.name
+    try:
+      for field in ("video", "reference"):
+        file_name, data = fields[field]
+        # A folder per field: the two uploads may share a name.
+        path = job.upload_dir / field / safe_file_name(file_name, field)
+        path.parent.mkdir()
+        path.write_bytes(data)
+        job.inputs[field] = str(path)
+        job.shown_names[str(path)] = path.name
+    except OSError:
+      shutil.rmtree(job.folder, ignore_errors=True)
+      raise
     return engine.submit(job)
 
 
