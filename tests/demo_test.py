@@ -414,11 +414,12 @@ def _start_server(av_workdir, av_digits_data_dir):
       env={**os.environ, "PYTHONPATH": os.pathsep.join(
           filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
   lines = []
-  for line in process.stdout:  # 'Loaded and compiled ...', then 'Serving'.
+  for line in process.stdout:  # 'Loaded ...', 'Temporary ...', 'Serving ...'
     lines.append(line)
     match = re.search(r"^Serving .* at (http://127\.0\.0\.1:\d+/)", line)
     if match:
-      return process, match.group(1)
+      folder = re.search(r"^Temporary files in (\S+) ", "".join(lines), re.M)
+      return process, match.group(1), pathlib.Path(folder.group(1))
   process.kill()
   pytest.fail(f"launch/demo.py did not start: {lines!r}")
 
@@ -440,7 +441,7 @@ def test_page_in_a_headless_browser(av_workdir, av_digits_data_dir, inputs,
   from selenium.webdriver.common import by
   from selenium.webdriver.support import ui
   browser = _browser()
-  process, url = _start_server(av_workdir, av_digits_data_dir)
+  process, url, temp_folder = _start_server(av_workdir, av_digits_data_dir)
   try:
     browser.get(url)
     find = lambda id_: browser.find_element(by.By.ID, id_)
@@ -475,3 +476,5 @@ def test_page_in_a_headless_browser(av_workdir, av_digits_data_dir, inputs,
     browser.quit()
     process.terminate()
     process.wait(30)
+  assert temp_folder.name.startswith("wavegan-demo-")
+  assert not temp_folder.exists()  # Uploads and results deleted on exit.

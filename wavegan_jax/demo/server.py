@@ -25,6 +25,8 @@ import math
 import pathlib
 import re
 import shutil
+import signal
+import threading
 import time
 from typing import Any
 
@@ -311,6 +313,11 @@ def make_server(app: DemoApp, host: str = "127.0.0.1",
 
 
 
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def serve(workdir: str, *, host: str = "127.0.0.1", port: int = 7860,
           data_dir: str | None = None, manual_dir: str | None = None,
           max_upload_bytes: int = MAX_UPLOAD_BYTES) -> None:
@@ -343,6 +350,10 @@ def serve(workdir: str, *, host: str = "127.0.0.1", port: int = 7860,
         f"--host={host} --port={port}",
         f"cannot serve there ({error.strerror or error})") from error
   bound_host, bound_port = server.server_address[:2]
+  if threading.current_thread() is threading.main_thread():
+    # `kill` (SIGTERM) stops it as Ctrl-C does: the temporary folder goes.
+    signal.signal(signal.SIGTERM, _interrupt)
+  print(f"Temporary files in {engine.root} (deleted on exit)", flush=True)
   print(f"Serving {workdir} ({engine.kind or 'not loaded'}) at "
         f"http://{bound_host}:{bound_port}/  (Ctrl-C stops)", flush=True)
   try:
