@@ -312,7 +312,6 @@ def make_server(app: DemoApp, host: str = "127.0.0.1",
   return server
 
 
-
 def _interrupt(signum, frame):
   del signum, frame
   raise KeyboardInterrupt
