@@ -475,6 +475,10 @@ def test_page_in_a_headless_browser(av_workdir, av_digits_data_dir, inputs,
   finally:
     browser.quit()
     process.terminate()
-    process.wait(30)
+    try:
+      process.wait(120)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      raise
   assert temp_folder.name.startswith("wavegan-demo-")
   assert not temp_folder.exists()  # Uploads and results deleted on exit.

@@ -263,6 +263,7 @@ class DemoEngine:
       if job is None:
         return
       job.status, job.started = "running", time.monotonic()
+      status, error_text = "error", "error: internal: the request stopped"
       try:
         if self._model is None:
           job.stage = "loading the generator"
@@ -273,21 +274,22 @@ class DemoEngine:
           self._run_av(job)
         else:
           self._run_wavegan(job)
-        job.status = "done"
+        status, error_text = "done", None
       except RequestError as error:
-        job.status, job.error = "error", str(error)
+        error_text = str(error)
       except generate_command.USER_ERRORS as error:
-        job.status, job.error = "error", error_line(error, job.shown_names)
+        error_text = error_line(error, job.shown_names)
       except Exception as error:  # pylint: disable=broad-except
         # A bug must not stop the server: the page gets one line, the log
         # the traceback.
         logging.exception("Job %s failed.", job.id)
-        job.status = "error"
-        job.error = f"error: internal: {type(error).__name__}: {error}"
+        error_text = f"error: internal: {type(error).__name__}: {error}"
       finally:
         shutil.rmtree(job.upload_dir, ignore_errors=True)
         job.finished = time.monotonic()
-        job.stage = job.status
+        job.error, job.stage = error_text, status
+        # Last: a page that reads 'done' finds the results and the time.
+        job.status = status
         job.done.set()
         self._report(f"request {job.id}: {job.error or 'done'} in "
                      f"{job.seconds():.2f} s")
