@@ -42,6 +42,9 @@ EXTRAS_REQUIRE = {
     ],
     # The CPU build of PyTorch, for the side-by-side benchmark only.
     "bench": ["torch==2.13.0"],
+    # launch/demo.py serves its page with the standard library; Selenium
+    # drives the system Chromium in the page's browser test.
+    "demo": ["selenium>=4.20"],
 }
 
 setuptools.setup(
@@ -50,6 +53,7 @@ setuptools.setup(
     description=("Audio-visual WaveGAN and the original WaveGAN in JAX/Flax: "
                  "raw waveforms from silent video plus a reference recording."),
     packages=setuptools.find_packages(include=["wavegan_jax", "wavegan_jax.*"]),
+    package_data={"wavegan_jax.demo": ["static/*.html"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
