@@ -23,7 +23,6 @@ NaN as its MCD; DNSMOS scores silence like any other input.
 """
 
 import math
-import os
 from typing import NamedTuple, Sequence
 import warnings
 
@@ -249,8 +248,9 @@ def mel_cepstra(audio, sample_rate: int, num_coefficients: int = 12,
   (0.5 ln power, power floored at 1e-10); their DCT-II divided by 2 x bands,
   which is the real cepstrum of that log spectrum read as half of a
   symmetric one, so that the MCD lands in the literature's range of a few
-  dB (not equal to SPTK's all-pass mel-cepstra); c0 (energy) dropped. The span runs from the first to the last loud frame
-  (`loud_frames` on these frames), so padding silence does not count.
+  dB (not equal to SPTK's all-pass mel-cepstra); c0 (energy) dropped. The
+  span runs from the first to the last loud frame (`loud_frames` on these
+  frames), so padding silence does not count.
 
   Args:
     audio: [B, N] audio.
@@ -392,7 +392,8 @@ def dnsmos(audio, sample_rate: int, group_size: int = DNSMOS_GROUP) -> dict:
   Returns:
     {'sig', 'bak', 'ovrl', 'p808', 'num_groups'}.
   """
-  from speechmos import dnsmos as speechmos_dnsmos  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from speechmos import dnsmos as speechmos_dnsmos
   audio = _clips(audio, "dnsmos")
   if group_size < 1:
     raise ValueError(f"dnsmos: group_size must be >= 1, got {group_size}")
