@@ -44,7 +44,9 @@ _CLIPS_PER_KIND = flags.DEFINE_integer(
     "(default: what a set there holds, else 30).")
 _KINDS = flags.DEFINE_list(
     "kinds", None, "Rendering kinds to make (default all).")
-_SET_SEED = flags.DEFINE_integer("set_seed", 0, "Seed of the set.")
+_SET_SEED = flags.DEFINE_integer(
+    "set_seed", None, "Seed of the set (default: what a set there holds, "
+    "else 0).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32,
                                    "Generation / judging batch size.")
 _SEED = flags.DEFINE_integer("seed", 0, "Clip k uses the noise of seed + k.")
@@ -76,7 +78,7 @@ def main(argv):
             manual_dir, _SET_DIR.value, kinds=_KINDS.value,
             clips_per_kind=(_CLIPS_PER_KIND.value or
                             robustness_set.DEFAULT_CLIPS_PER_KIND),
-            seed=_SET_SEED.value)
+            seed=_SET_SEED.value or 0)
       except robustness_set.RobustnessSetError as error:
         raise evaluate.EvaluationError(str(error)) from error
       print(f"wrote {manifest}")

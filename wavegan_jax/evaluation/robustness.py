@@ -55,11 +55,11 @@ def default_output_dir(workdir: str) -> str:
 
 def ensure_set(set_dir: str, manual_dir: Optional[str],
                clips_per_kind: Optional[int], kinds: Optional[Sequence[str]],
-               seed: int) -> tuple[dict, list]:
+               seed: Optional[int]) -> tuple[dict, list]:
   """The set in `set_dir`, made first when absent or unlike what is asked.
 
-  clips_per_kind / kinds None take what a set already there holds (the
-  defaults when making one).
+  clips_per_kind / kinds / seed None take what a set already there holds
+  (the defaults when making one: 30 clips of every kind, seed 0).
 
   Raises:
     EvaluationError: bad arguments, no raw data to make the set from, or a
@@ -82,7 +82,7 @@ def ensure_set(set_dir: str, manual_dir: Optional[str],
           f"no robustness set at {set_dir} and no raw data to make it from: "
           "pass --manual_dir (or set $WAVEGAN_MANUAL_DIR)")
     robustness_set.make_set(
-        manual_dir, set_dir, seed=seed, kinds=kinds,
+        manual_dir, set_dir, seed=seed or 0, kinds=kinds,
         clips_per_kind=(robustness_set.DEFAULT_CLIPS_PER_KIND
                         if clips_per_kind is None else clips_per_kind))
     return robustness_set.read_set(set_dir)
@@ -192,8 +192,9 @@ def write_report(output_dir: str, results: dict) -> None:
                  " | ".join(_format(values[k]) for k, _ in columns) + " |")
   lines.append(f"| **all** | | {results['num_examples']} | " + " | ".join(
       _format(results[k]) for k, _ in columns) + " |")
-  lines += ["", f"Lowest digit accuracy: {_format(results["
-            "'min_kind_digit_accuracy'])} ({results['min_kind']}).", "",
+  lowest = _format(results["min_kind_digit_accuracy"])
+  lines += ["", f"Lowest digit accuracy: {lowest} ({results['min_kind']}).",
+            "",
             "![one clip of each kind: rendered (top), as the model sees it "
             "(bottom)](kinds.png)", "",
             "Audio of each kind's first clip: `examples/<kind>_generated.wav`"
@@ -209,7 +210,8 @@ def evaluate_robustness(workdir: str, *,
                         manual_dir: Optional[str] = None,
                         clips_per_kind: Optional[int] = None,
                         kinds: Optional[Sequence[str]] = None,
-                        set_seed: int = 0, batch_size: int = 32,
+                        set_seed: Optional[int] = None,
+                        batch_size: int = 32,
                         seed: int = 0) -> dict:
   """Generates for every clip of the robustness set and scores it.
 
@@ -224,7 +226,8 @@ def evaluate_robustness(workdir: str, *,
     clips_per_kind: clips of each kind when making the set (None: what a
       set already there holds, else robustness.DEFAULT_CLIPS_PER_KIND).
     kinds: kinds to make (None: all, or what a set there holds).
-    set_seed: seed of the set's random choices.
+    set_seed: seed of the set's random choices when making it (None:
+      what a set already there holds, else 0).
     batch_size: generation and judging batch size.
     seed: clip k is generated with the noise of seed + k.
 
