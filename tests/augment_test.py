@@ -1,4 +1,6 @@
-"""Tests of the training-time video re-rendering (wavegan_jax/data/augment.py)."""
+"""Tests of the training-time video re-rendering (data/augment.py)."""
+
+import re
 
 import ml_collections
 import numpy as np
@@ -150,8 +152,7 @@ def test_wrapped_batches_are_seeded_by_step_and_resume_the_same():
     (dict(fraction=1.0, rotate=10), "unknown key(s) ['rotate']"),
 ])
 def test_bad_values_are_named(block, named):
-  with pytest.raises(augment.AugmentConfigError, match=named.replace(
-      "(", r"\(").replace("[", r"\[")):
+  with pytest.raises(augment.AugmentConfigError, match=re.escape(named)):
     augment.params_from_config(_config(block))
   with pytest.raises(stage_runner.UserFacingError):
     autoencoders.augmented(lambda start: iter([]), _config(block), "visual",

@@ -83,8 +83,7 @@ def test_digit_appears_at_the_onset_the_target_starts_at(small_set):
   _, rows = robustness.read_set(small_set)
   for row in rows:
     video = generate_lib.prepare_video(row.video, CLIP)
-    background = int(np.median(video[0])) if row.onset_seconds > 0.1 else (
-        int(np.median(video[-1])))
+    background = int(np.bincount(video.ravel()).argmax())
     shown = np.flatnonzero(_ink(video, background) > 60)
     assert len(shown) > 3, row.video
     # The model's first frame showing the digit starts within one frame of
@@ -111,7 +110,7 @@ def test_font_glyphs_are_centred_digits_in_mnists_box():
     glyph = robustness.font_glyph(7, font)
     assert glyph.shape == (28, 28) and glyph.max() > 0.9, font
     rows = np.flatnonzero(glyph.max(axis=1) > 0.2)
-    assert 16 <= rows.max() - rows.min() + 1 <= 21, font
+    assert 18 <= rows.max() - rows.min() + 1 <= 22, font
     cy, cx = np.array(np.nonzero(glyph > 0.2)).mean(axis=1)
     assert abs(cy - 13.5) < 2.5 and abs(cx - 13.5) < 2.5, font
 
