@@ -1,5 +1,5 @@
 """Tests of the robustness set (wavegan_jax/data/robustness.py) and its
-evaluation (wavegan_jax/evaluation/robustness.py, launch/evaluate_robustness.py).
+evaluation (evaluation/robustness.py, launch/evaluate_robustness.py).
 
 The set tests make a few clips of a few kinds; the end-to-end test trains
 av_digits:tiny and judges:tiny once for the module (a slow fixture).
@@ -159,9 +159,13 @@ def test_read_set_names_a_missing_set_and_a_bad_row(small_set, tmp_path):
   broken = tmp_path / "broken"
   broken.mkdir()
   (broken / robustness.SET_FILE).write_text("{}")
-  lines = (small_set / robustness.MANIFEST_FILE).read_text().splitlines()
-  lines[2] = lines[2].replace(",0,", ",zero,", 1)
-  (broken / robustness.MANIFEST_FILE).write_text("\n".join(lines))
+  with open(small_set / robustness.MANIFEST_FILE, newline="") as file:
+    rows = list(csv.DictReader(file))
+  rows[1]["digit"] = "one"  # The manifest's row 3 (the header is row 1).
+  with open(broken / robustness.MANIFEST_FILE, "w", newline="") as file:
+    writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
   with pytest.raises(robustness.RobustnessSetError, match="row 3"):
     robustness.read_set(broken)
 
