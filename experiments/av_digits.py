@@ -75,6 +75,13 @@ def _base_config():
   # The pixel loss on a random fraction of each clip's frames, an unbiased
   # estimate; the visual step 2.6x faster (run 23). 0 or None: all frames.
   config.visual.render_fraction = 0.25
+  # Training-time re-rendering of a share (`fraction`) of the clips' videos
+  # in the visual and generator stages: scale, shift, stroke width,
+  # inversion, contrast (wavegan_jax/data/augment.py; docs/robustness.md).
+  # Off (fraction 0): not yet shown to help the default.
+  config.visual.augment = dict(fraction=0.0, scale=(0.5, 1.4), translate=0.2,
+                               stroke=1.5, invert=0.5, contrast=0.3,
+                               stages=("visual", "generator"))
 
   config.generator = ml_collections.ConfigDict()
   config.generator.model = dict(

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from wavegan_jax import losses
+from wavegan_jax.data import augment
 from wavegan_jax.models import acoustic as acoustic_lib
 from wavegan_jax.models import visual as visual_lib
 from wavegan_jax.training import stage_runner
@@ -110,6 +111,19 @@ def frame_budget_step(config: ml_collections.ConfigDict,
   return step_on(visual.clone(frame_budget=budget)), frames_fit(budget)
 
 
+def augmented(make_batches, config: ml_collections.ConfigDict, stage: str,
+              seed: int):
+  """A stage's make_batches with `visual.augment` applied (data/augment.py).
+
+  Raises:
+    UserFacingError: a bad `visual.augment` block.
+  """
+  try:
+    return augment.augmented_batches(make_batches, config, stage, seed)
+  except augment.AugmentConfigError as error:
+    raise stage_runner.UserFacingError(str(error)) from error
+
+
 def acoustic_inputs(batch):
   """Both clips of an AV-digits example are speech to learn from."""
   return jnp.concatenate([batch["target"], batch["reference"]], axis=0)
@@ -200,6 +214,8 @@ def make_spec(config: ml_collections.ConfigDict, name: str, *,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir, fields=fields)
   fast_step_fn = fast_step_fits = None
   if name == "visual":
+    # Re-rendered on the host, so the frame budget sees the step's frames.
+    make_batches = augmented(make_batches, config, name, seed)
     fast_step_fn, fast_step_fits = frame_budget_step(
         config, train_config.batch_size, model,
         lambda visual: functools.partial(step_fn, model=visual))

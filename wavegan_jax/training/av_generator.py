@@ -17,11 +17,12 @@ waveform_mse, adversarial, feature_matching and weight_decay. The critic
 sees the waveform and, by projection, the visual context sequence; with
 both critic weights 0 it is neither run nor trained. `generator.
 visual_noise_std` adds Gaussian noise to the visual context the generator
-sees in training (not in evaluation or generation). With `train.ema_decay`
-set, exponential moving averages of the trained models are kept, and the
-export and previews hold them. With `visual.frame_budget` set, batches
-whose distinct frames fit run a step whose visual CNN computes each
-distinct frame once (models/visual.py), the others the full step.
+sees in training (not in evaluation or generation); `visual.augment`
+re-renders a share of the training clips' videos (data/augment.py). With
+`train.ema_decay` set, exponential moving averages of the trained models
+are kept, and the export and previews hold them. With `visual.frame_budget`
+set, batches whose distinct frames fit run a step whose visual CNN computes
+each distinct frame once (models/visual.py), the others the full step.
 """
 
 import dataclasses
@@ -383,6 +384,7 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
       fields=("video", "reference", "target"))
+  make_batches = autoencoders.augmented(make_batches, config, STAGE, seed)
 
   fast_step_fn, fast_step_fits = autoencoders.frame_budget_step(
       config, train_config.batch_size, modules["visual"],
