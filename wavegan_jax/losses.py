@@ -238,14 +238,16 @@ def discriminator_loss(kind: str, real_logits, fake_logits) -> jnp.ndarray:
 
   Args:
     kind: the adversarial loss name.
-    real_logits: discriminator outputs on real data.
-    fake_logits: discriminator outputs on generated data.
+    real_logits: discriminator outputs on real data, or (hinge, lsgan) a
+      list of patch maps, one per sub-discriminator: the loss is then the
+      mean over sub-discriminators of each one's patch-wise loss.
+    fake_logits: discriminator outputs on generated data (the same form).
 
   Returns:
     Scalar loss to minimise.
 
   Raises:
-    ValueError: naming an unknown kind.
+    ValueError: naming an unknown kind, or logits of mismatched forms.
   """
   _check_kind(kind)
   if _is_map_list(real_logits, fake_logits, kind):
@@ -263,7 +265,8 @@ def generator_loss(kind: str, fake_logits) -> jnp.ndarray:
 
   Args:
     kind: the adversarial loss name.
-    fake_logits: discriminator outputs on generated data.
+    fake_logits: discriminator outputs on generated data, or (hinge, lsgan)
+      a list of patch maps (see `discriminator_loss`).
 
   Returns:
     Scalar loss to minimise.

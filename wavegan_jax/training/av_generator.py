@@ -14,8 +14,11 @@ mismatching export fails naming the parameter and both shapes.
     computed for them and their updates are zero.
 Generator objective: `losses.weighted_sum` of stft (multi-resolution STFT),
 waveform_mse, adversarial, feature_matching and weight_decay. The critic
-sees the waveform and, by projection, the visual context sequence; with
-both critic weights 0 it is neither run nor trained. `generator.
+(`generator.discriminator.kind`: WaveGAN's, which also sees the visual
+context by projection; 'stft'; or 'vocoder', the patch critics of
+models/vocoder_discriminators.py) is neither run nor trained with both
+critic weights 0, nor before `generator.adversarial.start_step` (a
+reconstruction-only warm-up). `generator.
 visual_noise_std` adds Gaussian noise to the visual context the generator
 sees in training (not in evaluation or generation); `visual.augment`
 re-renders a share of the training clips' videos (data/augment.py). With
@@ -259,12 +262,15 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
         gp_weight=adversarial.gp_weight,
         optimizer=optimizers["discriminator"])
 
-  if use_critic:
+  warm_up = adversarial.get("start_step", 0) > 0
+  if use_critic and warm_up:
     d_shapes = jax.eval_shape(critic_updates, state)[1]
     state, d_metrics = jax.lax.cond(
         critic_on, critic_updates,
         lambda state: (state, jax.tree.map(
             lambda x: jnp.zeros(x.shape, x.dtype), d_shapes)), state)
+  elif use_critic:
+    state, d_metrics = critic_updates(state)
   else:  # Reconstruction only: the critic is neither trained nor run.
     d_metrics = {name: jnp.zeros(()) for name in gan.D_METRICS}
   d_params = state["params"]["discriminator"]
@@ -286,10 +292,14 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
               losses.feature_matching_loss(real_features, fake_features))
 
     stft = losses.multi_resolution_stft_loss(fake, real)
-    adversarial_loss, matching = (
-        jax.lax.cond(critic_on, adversarial_terms,
-                     lambda: (jnp.zeros(()), jnp.zeros(())))
-        if use_critic else (0.0, 0.0))
+    if use_critic and warm_up:
+      adversarial_loss, matching = jax.lax.cond(
+          critic_on, adversarial_terms,
+          lambda: (jnp.zeros(()), jnp.zeros(())))
+    elif use_critic:
+      adversarial_loss, matching = adversarial_terms()
+    else:
+      adversarial_loss, matching = 0.0, 0.0
     terms = {
         "stft": stft["total"],
         "waveform_mse": lambda: losses.waveform_mse(fake, real),
