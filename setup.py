@@ -36,6 +36,10 @@ EXTRAS_REQUIRE = {
     ],
     # The CPU build of PyTorch, for the side-by-side benchmark only.
     "bench": ["torch==2.13.0"],
+    # JAX on NVIDIA GPUs (CUDA 12 wheels) and on Cloud TPU VMs, in place of
+    # jax[cpu]; docs/performance_auto.md.
+    "cuda": ["jax[cuda12]>=0.8,<0.11"],
+    "tpu": ["jax[tpu]>=0.8,<0.11"],
 }
 
 setuptools.setup(

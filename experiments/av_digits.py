@@ -93,7 +93,9 @@ def _base_config():
       # experiments/quality.md and its step is ~2x slower here.
       fusion="lstm", lstm_features=256, num_heads=4, decoder="conv",
       decoder_channels=256, kernel_len=25, noise_features=16,
-      num_harmonics=32, num_noise_bands=32)
+      num_harmonics=32, num_noise_bands=32,
+      # The conv decoder's forms and dtype (docs/performance_auto.md).
+      conv_impl="fast", compute_dtype="float32")
   config.generator.discriminator = dict(kind="wavegan", dim=16,
                                         phaseshuffle_rad=2, condition=True)
   config.generator.adversarial = dict(loss="hinge", d_steps=1,

@@ -74,6 +74,10 @@ runs instead, forward and backward (`_taps_forward`): the backward needs
 the rearranged kernel anyway.
 Forward-mode autodiff (jvp) of such a layer is not supported, as for every
 stride-1 correlation here (`_conv_stride1`).
+
+`impl='auto'` (conv_auto.py) picks one of 'fast', 'fourier', 'winograd'
+and 'reference' per layer shape, mode (forward only or differentiated)
+and host: XLA's native convolution on GPU / TPU, a cached timing on CPU.
 """
 
 import functools
@@ -101,6 +105,18 @@ FOURIER_MIN_WINDOWS = 128
 # conv_transpose1d's forward as per-tap matmuls where stride x out_channels
 # is at most this (see `_use_taps_forward`).
 TAPS_MAX_PHASE_CHANNELS = 4
+
+
+# Model computation dtypes (params stay float32): bfloat16 for GPU / TPU.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(name):
+  """The jnp dtype of a `compute_dtype` name; ValueError for others."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
+                     f"{name!r}")
+  return jnp.dtype(name)
 
 
 def check_args(x, kernel, stride, padding, name):

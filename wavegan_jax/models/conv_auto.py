@@ -63,12 +63,14 @@ ACCELERATOR_IMPL = "reference"
 # 2-core CPU) the forms differ by less than the timing noise.
 AUTO_MIN_FLOPS = 1e8
 TIE_FRACTION = 0.03
-# Per candidate: timed calls after one warm-up, until both are reached.
-MIN_REPEATS = 2
-MIN_SECONDS = 0.2
-# A candidate whose warm-up call is this many times the best one so far is
-# not timed further (XLA:CPU's native transposed convolution can take
-# seconds per layer).
+# The rule's form is kept unless another is this much faster.
+SWITCH_FRACTION = 0.1
+# Timed rounds after one warm-up call each: at least MIN_REPEATS, and at
+# least MIN_SECONDS per candidate.
+MIN_REPEATS = 3
+MIN_SECONDS = 0.3
+# A candidate whose warm-up call is this many times the best warm-up is
+# not timed further.
 GIVE_UP_FACTOR = 4.0
 CACHE_VERSION = 1
 # ISA extensions that decide float32 throughput (x86, then Arm).
@@ -165,6 +167,7 @@ def _store(path, fingerprint, key, choice):
                           {"fingerprint": fingerprint, "choices": {}})
   host["choices"][key] = choice
   handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+  os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide it from others.
   with os.fdopen(handle, "w") as f:
     json.dump({"version": CACHE_VERSION, "hosts": hosts}, f, indent=1,
               sort_keys=True)
@@ -221,8 +224,11 @@ def time_candidates(op, x_shape, kernel_shape, stride, padding, dtype, mode,
                     candidates=None):
   """Seconds per call of each distinct candidate: {impl: seconds}.
 
-  Candidates whose jaxpr equals an earlier one's share its time; one whose
-  warm-up is GIVE_UP_FACTOR times the best so far gets that warm-up time.
+  Candidates whose jaxpr equals an earlier one's share its time. After one
+  warm-up call each, the candidates are timed in alternation (rounds of one
+  call each, so that a burst of other load hits them alike) and each keeps
+  its fastest call; one whose warm-up is GIVE_UP_FACTOR times the best
+  warm-up is left out of the rounds and keeps its warm-up time.
   """
   candidates = candidates or candidates_for(op, mode)
   rng = np.random.default_rng(0)
@@ -234,36 +240,49 @@ def time_candidates(op, x_shape, kernel_shape, stride, padding, dtype, mode,
       x, kernel).shape
   cotangent = rng.standard_normal(out_shape).astype(dtype)
   args = (x, kernel, cotangent)
-  seconds, programs = {}, {}
+
+  def call(compiled):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    return time.perf_counter() - start
+
+  compiled, same_as, seconds, programs = {}, {}, {}, {}
   for impl in candidates:
     fn = _workload(op, impl, stride, padding, mode)
     program = str(jax.make_jaxpr(fn)(*args))
     if program in programs:
-      seconds[impl] = seconds[programs[program]]
+      same_as[impl] = programs[program]
       continue
     programs[program] = impl
-    compiled = jax.jit(fn).lower(*args).compile()
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    warm_up = time.perf_counter() - start
-    best = min(seconds.values(), default=np.inf)
-    if warm_up > GIVE_UP_FACTOR * best:
-      seconds[impl] = warm_up
-      continue
-    calls, started = [], time.perf_counter()
-    while (len(calls) < MIN_REPEATS
-           or time.perf_counter() - started < MIN_SECONDS):
-      start = time.perf_counter()
-      jax.block_until_ready(compiled(*args))
-      calls.append(time.perf_counter() - start)
-    seconds[impl] = min(calls)  # The least disturbed by other load.
+    compiled[impl] = jax.jit(fn).lower(*args).compile()
+    seconds[impl] = call(compiled[impl])  # The warm-up.
+  best = min(seconds.values())
+  timed = [impl for impl in compiled
+           if seconds[impl] <= GIVE_UP_FACTOR * best]
+  rounds, started = 0, time.perf_counter()
+  while (rounds < MIN_REPEATS
+         or time.perf_counter() - started < MIN_SECONDS * len(timed)):
+    for impl in timed:
+      elapsed = call(compiled[impl])
+      seconds[impl] = elapsed if rounds == 0 else min(seconds[impl], elapsed)
+    rounds += 1
+  for impl, other in same_as.items():
+    seconds[impl] = seconds[other]
   return seconds
 
 
-def fastest(seconds, candidates=CANDIDATES):
-  """The fastest of {impl: seconds}; within TIE_FRACTION, the earlier in
-  `candidates` (the more accurate)."""
+def fastest(seconds, candidates=CANDIDATES, incumbent=RULE_IMPL):
+  """The form 'auto' runs given {impl: seconds}.
+
+  The rule's form (`incumbent`) stays unless another is SWITCH_FRACTION
+  faster (a single-layer timing on a busy host is noisy; the rule is the
+  measured whole-model default). Otherwise the fastest; within
+  TIE_FRACTION of it, the earlier in `candidates` (the more accurate).
+  """
   best = min(seconds.values())
+  if (incumbent in seconds
+      and seconds[incumbent] <= best * (1 + SWITCH_FRACTION)):
+    return incumbent
   for impl in candidates:
     if impl in seconds and seconds[impl] <= best * (1 + TIE_FRACTION):
       return impl
