@@ -81,6 +81,7 @@ and host: XLA's native convolution on GPU / TPU, a cached timing on CPU.
 """
 
 import functools
+import importlib
 import math
 from typing import Callable
 
@@ -585,7 +586,8 @@ def select(impl, fast, reference):
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
   if impl == "auto":
-    from wavegan_jax.models import conv_auto  # pylint: disable=g-import-not-at-top
+    # Imported on use: conv_auto imports this module.
+    conv_auto = importlib.import_module("wavegan_jax.models.conv_auto")
     return functools.partial(conv_auto.auto_conv, fast.__name__)
   if impl == "winograd":
     return functools.partial(fast, winograd=True)

@@ -50,10 +50,10 @@ from wavegan_jax.models import conv
 # earlier one wins. 'fast' is the direct polyphase convolution (per-tap
 # matmuls where conv.py's rule says so), 'reference' XLA's own.
 CANDIDATES = ("fast", "fourier", "reference", "winograd")
-# XLA:CPU's native form is timed only where it is not the slow path: its
-# transposed convolutions and the gradients of its strided ones took 0.3 to
-# 36 s per call on WaveGAN d=64 layers, against 0.06 to 0.9 s for the
-# others (docs/performance_auto.md); one warm-up call would cost that much.
+# XLA:CPU's native form is timed only where it is never the slow path: on
+# WaveGAN d=64 layers its transposed convolutions and the gradients of its
+# strided ones took up to 31-36 s per call, against at most 0.8 s for the
+# best other form (docs/performance_auto.md); one warm-up call costs that.
 CPU_NATIVE_CASES = (("conv1d", "forward"),)
 MODES = ("forward", "train")
 OPS = ("conv1d", "conv_transpose1d")
