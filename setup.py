@@ -45,6 +45,10 @@ EXTRAS_REQUIRE = {
     # launch/demo.py serves its page with the standard library; Selenium
     # drives the system Chromium in the page's browser test.
     "demo": ["selenium>=4.20"],
+    # JAX on NVIDIA GPUs (CUDA 12 wheels) and on Cloud TPU VMs, in place of
+    # jax[cpu]; docs/performance_auto.md.
+    "cuda": ["jax[cuda12]>=0.8,<0.11"],
+    "tpu": ["jax[tpu]>=0.8,<0.11"],
 }
 
 setuptools.setup(

@@ -89,7 +89,9 @@ def _base_config():
       # 'conv' and runs ~2x slower (run 2).
       fusion="lstm", lstm_features=256, num_heads=4, decoder="conv",
       decoder_channels=256, kernel_len=25, noise_features=16,
-      num_harmonics=32, num_noise_bands=32)
+      num_harmonics=32, num_noise_bands=32,
+      # The conv decoder's forms and dtype (docs/performance_auto.md).
+      conv_impl="fast", compute_dtype="float32")
   # kind 'wavegan' (dim, phaseshuffle_rad, condition), 'stft' or 'vocoder'
   # (periods, period_channels, fft_sizes, spectrogram_channels): each kind
   # reads its own keys.

@@ -65,13 +65,18 @@ def get_config(arg=None):
   config.wavegan = ml_collections.ConfigDict()
   # 'waveform' (WaveGAN) or 'spectrogram' (SpecGAN, the 'specgan' variant).
   config.wavegan.representation = "waveform"
+  # conv_impl: conv.py's forms, 'auto' per host (docs/performance_auto.md);
+  # compute_dtype 'bfloat16' for GPU / TPU (params stay float32).
   config.wavegan.model = dict(dim=16, kernel_len=25, upsample="zeros",
-                              post_proc_filter_len=0)
+                              post_proc_filter_len=0, conv_impl="fourier",
+                              compute_dtype="float32")
   # minibatch_std_group > 0: the critic sees the features' spread over
   # groups of that many examples (ProGAN; not in the paper; run 26).
   # upsample='nn', post_proc_filter_len=512: the paper's options (run 27).
   config.wavegan.discriminator = dict(dim=16, phaseshuffle_rad=2,
-                                      minibatch_std_group=0)
+                                      minibatch_std_group=0,
+                                      conv_impl="fourier",
+                                      compute_dtype="float32")
   config.wavegan.latent_dim = 100
   # gp_examples: the gradient penalty on this many of each critic update's
   # pairs (0: all of them; 2 of 16 is only 1.13x faster, run 14).

@@ -199,3 +199,52 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
   parts = {p["part"] for p in generator["parts"]}
   assert any(part.startswith("AVGenerator") for part in parts), parts
   assert returned["config"]["batch_size"] == 2
+
+
+class _FakeCuda:
+  """torch.cuda as seen on a host with one GPU."""
+
+  @staticmethod
+  def is_available():
+    return True
+
+  @staticmethod
+  def get_device_name(index):
+    return f"Fake GPU {index}"
+
+
+def test_torch_device_selection(monkeypatch):
+  torch = benchmarking.twins._torch()
+  monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+  device, name = benchmarking.twins.torch_device(torch)
+  assert device == "cpu" and name
+  assert benchmarking.twins.compute_dtypes(device) == ("float32",)
+  monkeypatch.setattr(torch, "cuda", _FakeCuda)
+  assert benchmarking.twins.torch_device(torch) == ("cuda", "Fake GPU 0")
+  assert benchmarking.twins.compute_dtypes("cuda") == ("float32", "bfloat16")
+
+
+def test_side_by_side_runs_float32_and_bfloat16_pairs(monkeypatch):
+  """The GPU branch's runners and ratios, here on CPU: PyTorch's device
+  is the CPU (no GPU seen), both precisions forced."""
+  torch = benchmarking.twins._torch()
+  monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+  monkeypatch.setattr(benchmarking.twins, "compute_dtypes",
+                      lambda device: ("float32", "bfloat16"))
+  results, runner = benchmarking.wavegan_side_by_side(
+      dim=2, slice_len=8192, batch_size=2, repeats=1, conv_impl="fast")
+  assert runner.name == "jax_fast"
+  assert set(results["medians"]) == {"jax_fast", "jax_fast_bf16", "torch",
+                                     "torch_bf16"}
+  assert results["config"]["torch_device_type"] == "cpu"
+  assert results["config"]["jax_device"] == "cpu"
+  assert results["config"]["compute_dtypes"] == ["float32", "bfloat16"]
+  medians = results["medians"]
+  for workload in ("generate", "g_step", "d_step"):
+    assert results[f"ratio_{workload}_bf16"] == (
+        medians["torch_bf16"][workload] / medians["jax_fast_bf16"][workload])
+    assert results[f"ratio_{workload}"] == (
+        medians["torch"][workload] / medians["jax_fast"][workload])
+  table = benchmarking.format_table(results)
+  assert "devices: JAX cpu (cpu), PyTorch " in table
+  assert "torch / jax bf16" in table

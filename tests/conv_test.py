@@ -346,7 +346,7 @@ def taps_calls(monkeypatch):
 @pytest.mark.parametrize("impl", ["fast", "winograd", "fourier"])
 def test_taps_forward_where_the_kernel_or_narrow_output_dominates(
     impl, taps_calls):
-  fn = conv._select(impl, conv.conv_transpose1d,
+  fn = conv.select(impl, conv.conv_transpose1d,
                     conv.conv_transpose1d_reference)
   for shape, expected_calls in ((KERNEL_BOUND, 1), (NARROW, 2),
                                 (NEITHER, 2)):

@@ -17,8 +17,11 @@ def _wavegan_table(results):
   lines.append(f"{'round min-max':<16}" + "".join(
       f"{'{:.2f}-{:.2f}'.format(*results[f'ratio_{w}_rounds']):>12}"
       for w in WORKLOADS))
+  if "ratio_generate_bf16" in results:
+    lines.append(f"{'torch / jax bf16':<16}" + "".join(
+        f"{results[f'ratio_{w}_bf16']:>11.2f}x" for w in WORKLOADS))
   for name in results["medians"]:
-    if name not in (primary, "torch"):
+    if name not in (primary, "torch") and not name.endswith("_bf16"):
       impl = name.removeprefix("jax_")
       lines.append(f"{name + ' / ' + primary:<16}" + "".join(
           f"{results[f'ratio_{w}_{impl}']:>11.2f}x" for w in WORKLOADS))
@@ -42,6 +45,11 @@ def format_table(results):
                  f"cores, {' '.join(host['simd']) or 'no AVX2/AVX-512'}")
   if "medians" in results:
     lines += ["== 1. WaveGAN, JAX vs PyTorch (median seconds) =="]
+    config = results.get("config", {})
+    if "torch_device" in config:
+      lines.append(f"devices: JAX {config['jax_device']} "
+                   f"({config['jax_backend']}), PyTorch "
+                   f"{config['torch_device']}")
     lines += _wavegan_table(results)
   if "generation" in results:
     g = results["generation"]

@@ -4,8 +4,15 @@ The PyTorch models copy the architecture layer for layer (same parameter
 counts, 'SAME' padding, phase shuffle), so the two sides run the same
 arithmetic; both are warmed up and then timed alternately in one process.
 PyTorch is imported only when a TorchWaveGAN is built.
+
+When PyTorch sees a CUDA GPU, its side runs there, in float32 and in
+bfloat16 (autocast: float32 params, bfloat16 products), and the JAX side
+runs its models with compute_dtype 'float32' and 'bfloat16' on JAX's
+default backend (a GPU with jax[cuda12] installed: setup.py's 'cuda'
+extra). Both devices are printed.
 """
 
+import platform
 import statistics
 import time
 
@@ -21,6 +28,8 @@ LATENT_DIM = 100
 KERNEL_LEN = 25
 GP_WEIGHT = 10.0
 WORKLOADS = ("generate", "g_step", "d_step")
+# Runner-name suffix of each compute dtype.
+_DTYPE_SUFFIX = {"float32": "", "bfloat16": "_bf16"}
 
 
 def _adam():
@@ -30,12 +39,15 @@ def _adam():
 class JaxWaveGAN:
   """Compiled JAX workloads; each call blocks until its result is ready."""
 
-  def __init__(self, dim, slice_len, batch_size, conv_impl, seed=0):
-    self.name = f"jax_{conv_impl}"
-    generator = wavegan.WaveGANGenerator(dim=dim, slice_len=slice_len,
-                                         conv_impl=conv_impl)
+  def __init__(self, dim, slice_len, batch_size, conv_impl, seed=0,
+               compute_dtype="float32"):
+    self.name = f"jax_{conv_impl}" + _DTYPE_SUFFIX[compute_dtype]
+    generator = wavegan.WaveGANGenerator(
+        dim=dim, slice_len=slice_len, conv_impl=conv_impl,
+        compute_dtype=compute_dtype)
     discriminator = wavegan.WaveGANDiscriminator(
-        dim=dim, slice_len=slice_len, conv_impl=conv_impl)
+        dim=dim, slice_len=slice_len, conv_impl=conv_impl,
+        compute_dtype=compute_dtype)
     g_key, d_key, real_key, self._key = jax.random.split(
         jax.random.key(seed), 4)
     g_params = generator.init(g_key, jnp.zeros((1, LATENT_DIM)))
@@ -132,6 +144,21 @@ def _torch():
   return torch
 
 
+def torch_device(torch):
+  """('cuda', the GPU's name) when PyTorch sees a GPU, else ('cpu', the
+  CPU's name)."""
+  if torch.cuda.is_available():
+    return "cuda", torch.cuda.get_device_name(0)
+  return "cpu", platform.processor() or platform.machine()
+
+
+def compute_dtypes(device):
+  """The precisions section 1 times on a PyTorch device: bfloat16 beside
+  float32 on a GPU only (XLA:CPU and PyTorch's CPU kernels are float32
+  machines)."""
+  return ("float32", "bfloat16") if device == "cuda" else ("float32",)
+
+
 def _torch_models():
   """(TorchGenerator, TorchDiscriminator) classes, defined on first use."""
   torch = _torch()
@@ -194,15 +221,21 @@ def _torch_models():
 
 
 class TorchWaveGAN:
-  """The same three workloads in PyTorch (eager, CPU)."""
+  """The same three workloads in PyTorch (eager), on `device` ('cpu' or
+  'cuda'), in `compute_dtype` (bfloat16 by autocast; params float32)."""
 
-  def __init__(self, dim, slice_len, batch_size, seed=0):
-    self.name = "torch"
+  def __init__(self, dim, slice_len, batch_size, seed=0, device="cpu",
+               compute_dtype="float32"):
+    self.name = "torch" + _DTYPE_SUFFIX[compute_dtype]
     torch = self._torch = _torch()
     torch.manual_seed(seed)
+    self.device = device
+    self._autocast = lambda: torch.autocast(
+        device_type=device, dtype=torch.bfloat16,
+        enabled=compute_dtype == "bfloat16")
     generator_class, discriminator_class = _torch_models()
-    self.generator = generator_class(dim, slice_len)
-    self.discriminator = discriminator_class(dim, slice_len)
+    self.generator = generator_class(dim, slice_len).to(device)
+    self.discriminator = discriminator_class(dim, slice_len).to(device)
     count = lambda m: sum(p.numel() for p in m.parameters())
     self.param_counts = (count(self.generator), count(self.discriminator))
     adam = lambda m: torch.optim.Adam(m.parameters(), lr=1e-4,
@@ -210,15 +243,22 @@ class TorchWaveGAN:
     self.g_optimizer = adam(self.generator)
     self.d_optimizer = adam(self.discriminator)
     self.batch_size = batch_size
-    self.real = torch.rand(batch_size, 1, slice_len) - 0.5
-    self.z = torch.rand(batch_size, LATENT_DIM) * 2 - 1
+    self.real = torch.rand(batch_size, 1, slice_len, device=device) - 0.5
+    self.z = torch.rand(batch_size, LATENT_DIM, device=device) * 2 - 1
     self.compile_seconds = {name: 0.0 for name in WORKLOADS}
 
   def _sample_z(self):
-    return self._torch.rand(self.batch_size, LATENT_DIM) * 2 - 1
+    return self._torch.rand(self.batch_size, LATENT_DIM,
+                            device=self.device) * 2 - 1
 
   def run(self, workload):
     """Runs one workload to completion."""
+    with self._autocast():
+      self._run(workload)
+    if self.device == "cuda":
+      self._torch.cuda.synchronize()
+
+  def _run(self, workload):
     torch = self._torch
     if workload == "generate":
       with torch.no_grad():
@@ -234,7 +274,7 @@ class TorchWaveGAN:
       with torch.no_grad():
         fake = self.generator(self._sample_z())
       self.d_optimizer.zero_grad(set_to_none=True)
-      alpha = torch.rand(self.batch_size, 1, 1)
+      alpha = torch.rand(self.batch_size, 1, 1, device=self.device)
       mixed = (self.real + alpha * (fake - self.real)).requires_grad_(True)
       wasserstein = (self.discriminator(fake).mean()
                      - self.discriminator(self.real).mean())
@@ -273,15 +313,20 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
     compare_impls: other JAX convolutions timed beside it, e.g. ('fast',).
     torch_threads: PyTorch intra-op threads.
 
+  On a GPU (PyTorch's device, `torch_device`) each side also runs in
+  bfloat16 (runners 'jax_<conv_impl>_bf16', 'torch_bf16').
+
   Returns:
-    (results, jax_runner): results is a JSON-ready dict with config,
-    jax_impl (the name of the compared JAX runner, 'jax_<conv_impl>'),
+    (results, jax_runner): results is a JSON-ready dict with config (the
+    devices included), jax_impl (the name of the compared JAX runner,
+    'jax_<conv_impl>'),
     param_counts, compile_seconds, medians and all times (seconds) per
     implementation and workload, ratio_<workload> = torch median / jax_impl
     median, and ratio_<workload>_<impl> = jax_<impl> median / jax_impl
     median for each of compare_impls, ratio_<workload>_rounds = (min, max)
-    of the per-round ratios (`round_ratios`); jax_runner is the conv_impl
-    runner.
+    of the per-round ratios (`round_ratios`), and on a GPU
+    ratio_<workload>_bf16 = torch_bf16 median / jax_<conv_impl>_bf16
+    median; jax_runner is the float32 conv_impl runner.
   """
   impls = [conv_impl] + [i for i in compare_impls if i != conv_impl]
   for impl in impls:
@@ -290,11 +335,21 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
                        f"expected one of {conv.IMPLEMENTATIONS}")
   torch = _torch()
   torch.set_num_threads(torch_threads)
+  device, device_name = torch_device(torch)
+  dtypes = compute_dtypes(device)
+  print(f"WaveGAN devices: JAX {jax.devices()[0].device_kind} "
+        f"({jax.default_backend()}), PyTorch {device_name} ({device}); "
+        f"precisions {', '.join(dtypes)}")
   runners = []
   for impl in impls:
     logging.info("Compiling JAX (%s convolutions).", impl)
     runners.append(JaxWaveGAN(dim, slice_len, batch_size, impl))
-  runners.append(TorchWaveGAN(dim, slice_len, batch_size))
+  for dtype in dtypes[1:]:
+    runners.append(JaxWaveGAN(dim, slice_len, batch_size, conv_impl,
+                              compute_dtype=dtype))
+  for dtype in dtypes:
+    runners.append(TorchWaveGAN(dim, slice_len, batch_size, device=device,
+                                compute_dtype=dtype))
   logging.info("Timing %s, %d repeats.", [r.name for r in runners], repeats)
   times = {r.name: {w: [] for w in WORKLOADS} for r in runners}
   for runner in runners:  # Warm-up, excluded from the times.
@@ -314,7 +369,10 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
                  "repeats": repeats, "torch_threads": torch_threads,
                  "jax_backend": jax.default_backend(),
                  "torch_version": torch.__version__,
-                 "jax_version": jax.__version__},
+                 "jax_version": jax.__version__,
+                 "jax_device": jax.devices()[0].device_kind,
+                 "torch_device": device_name, "torch_device_type": device,
+                 "compute_dtypes": list(dtypes)},
       "jax_impl": primary,
       "param_counts": {r.name: {"generator": r.param_counts[0],
                                 "discriminator": r.param_counts[1]}
@@ -331,4 +389,8 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
     for impl in impls[1:]:
       results[f"ratio_{workload}_{impl}"] = (
           medians[f"jax_{impl}"][workload] / jax_time)
+    if "bfloat16" in dtypes:
+      results[f"ratio_{workload}_bf16"] = (
+          medians["torch_bf16"][workload]
+          / medians[f"{primary}_bf16"][workload])
   return results, runners[0]

@@ -74,9 +74,14 @@ runs instead, forward and backward (`_taps_forward`): the backward needs
 the rearranged kernel anyway.
 Forward-mode autodiff (jvp) of such a layer is not supported, as for every
 stride-1 correlation here (`_conv_stride1`).
+
+`impl='auto'` (conv_auto.py) picks one of 'fast', 'fourier', 'winograd'
+and 'reference' per layer shape, mode (forward only or differentiated)
+and host: XLA's native convolution on GPU / TPU, a cached timing on CPU.
 """
 
 import functools
+import importlib
 import math
 from typing import Callable
 
@@ -86,7 +91,8 @@ import jax.numpy as jnp
 import numpy as np
 
 _DIMENSION_NUMBERS = ("NWC", "WIO", "NWC")
-IMPLEMENTATIONS = ("fast", "reference", "winograd", "fourier")
+# 'auto' picks one of the others per layer shape and host (conv_auto.py).
+IMPLEMENTATIONS = ("fast", "reference", "winograd", "fourier", "auto")
 WINOGRAD_TILE = 2  # outputs per Winograd tile
 WINOGRAD_MIN_CHANNELS = 128
 # Finite Toom-Cook interpolation points (the point at infinity is added);
@@ -102,7 +108,19 @@ FOURIER_MIN_WINDOWS = 128
 TAPS_MAX_PHASE_CHANNELS = 4
 
 
-def _check_args(x, kernel, stride, padding, name):
+# Model computation dtypes (params stay float32): bfloat16 for GPU / TPU.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(name):
+  """The jnp dtype of a `compute_dtype` name; ValueError for others."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
+                     f"{name!r}")
+  return jnp.dtype(name)
+
+
+def check_args(x, kernel, stride, padding, name):
   """Validates shapes and options; returns the upper-case padding string."""
   if x.ndim != 3:
     raise ValueError(f"{name}: x must be [batch, length, channels], got shape "
@@ -340,7 +358,7 @@ def conv1d_reference(x, kernel, stride=1, padding="SAME"):
   Returns:
     [batch, out_length, out_channels].
   """
-  padding = _check_args(x, kernel, stride, padding, "conv1d_reference")
+  padding = check_args(x, kernel, stride, padding, "conv1d_reference")
   return jax.lax.conv_general_dilated(
       x, kernel, (stride,), padding, dimension_numbers=_DIMENSION_NUMBERS)
 
@@ -357,7 +375,7 @@ def conv_transpose1d_reference(x, kernel, stride=1, padding="SAME"):
   Returns:
     [batch, out_length, out_channels].
   """
-  padding = _check_args(x, kernel, stride, padding,
+  padding = check_args(x, kernel, stride, padding,
                         "conv_transpose1d_reference")
   return jax.lax.conv_transpose(
       x, kernel, (stride,), padding, dimension_numbers=_DIMENSION_NUMBERS)
@@ -383,7 +401,7 @@ def conv1d(x, kernel, stride=1, padding="SAME", winograd=False,
   Returns:
     [batch, out_length, out_channels].
   """
-  padding = _check_args(x, kernel, stride, padding, "conv1d")
+  padding = check_args(x, kernel, stride, padding, "conv1d")
   length, in_channels = x.shape[1], x.shape[2]
   size, _, out_channels = kernel.shape
   if padding == "SAME":
@@ -451,7 +469,7 @@ def conv_transpose1d(x, kernel, stride=1, padding="SAME", winograd=False,
   Returns:
     [batch, out_length, out_channels].
   """
-  padding = _check_args(x, kernel, stride, padding, "conv_transpose1d")
+  padding = check_args(x, kernel, stride, padding, "conv_transpose1d")
   length, size = x.shape[1], kernel.shape[0]
   pad_left, pad_total = _transpose_padding(size, stride, padding)
   out_length = (length - 1) * stride + 1 + pad_total - size + 1
@@ -559,9 +577,18 @@ def _use_taps_forward(x, kernel, stride):
           or stride * out_channels <= TAPS_MAX_PHASE_CHANNELS)
 
 
-def _select(impl, fast, reference):
+def select(impl, fast, reference):
+  """The function of `impl` given the fast and reference forms of an op.
+
+  'auto' returns conv_auto.auto_conv for the op (a function that also
+  takes `initializing`).
+  """
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+  if impl == "auto":
+    # Imported on use: conv_auto imports this module.
+    conv_auto = importlib.import_module("wavegan_jax.models.conv_auto")
+    return functools.partial(conv_auto.auto_conv, fast.__name__)
   if impl == "winograd":
     return functools.partial(fast, winograd=True)
   if impl == "fourier":
@@ -586,12 +613,18 @@ class Conv1D(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv = _select(self.impl, *self._implementations())
+    conv = select(self.impl, *self._implementations())
+    if self.impl == "auto":
+      conv = functools.partial(conv, initializing=self.is_initializing())
     kernel = self.param("kernel", self.kernel_init,
                         (self.kernel_size, x.shape[-1], self.features))
-    y = conv(x, kernel.astype(x.dtype), self.stride, self.padding)
+    # Params stay float32; x's dtype (e.g. bfloat16) is the computation's.
+    # (Winograd and Fourier transform in float32: cast back.)
+    y = conv(x, kernel.astype(x.dtype), self.stride,
+             self.padding).astype(x.dtype)
     if self.use_bias:
-      y = y + self.param("bias", self.bias_init, (self.features,))
+      bias = self.param("bias", self.bias_init, (self.features,))
+      y = y + bias.astype(y.dtype)
     return y
 
 

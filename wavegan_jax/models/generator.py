@@ -145,23 +145,28 @@ class ConvDecoder(nn.Module):
   decoder_channels: int = 256
   kernel_len: int = 25
   upsample_stride: int = 4
+  conv_impl: str = "fast"
+  compute_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, fused):
     layers = num_upsample_layers(self.num_samples, self.num_frames,
                                  self.upsample_stride)
-    x = nn.relu(nn.Dense(self.decoder_channels, name="input")(fused))
+    dtype = conv.compute_dtype(self.compute_dtype)
+    x = nn.relu(nn.Dense(self.decoder_channels, dtype=dtype, name="input")(
+        fused.astype(dtype)))
     if layers == 0:
-      x = nn.Dense(1, name="output")(x)
+      x = nn.Dense(1, dtype=dtype, name="output")(x)
     for layer in range(layers):
       last = layer == layers - 1
       channels = 1 if last else max(
           self.decoder_channels // 2 ** (layer + 1), 1)
       x = conv.ConvTranspose1D(channels, self.kernel_len, self.upsample_stride,
+                               impl=self.conv_impl,
                                name=f"upsample_{layer}")(x)
       if not last:
         x = nn.relu(x)
-    return jnp.tanh(x[..., 0])
+    return jnp.tanh(x[..., 0]).astype(jnp.float32)
 
 
 class LSTMDecoder(nn.Module):
@@ -255,6 +260,11 @@ class AVGenerator(nn.Module):
     kernel_len: transposed-conv kernel length (WaveGAN's 25).
     upsample_stride: upsampling per conv layer (WaveGAN's 4).
     noise_features: width of z (0: deterministic generator).
+    conv_impl: the conv decoder's transposed convolutions (conv.py's
+      IMPLEMENTATIONS; 'fast' the measured default here).
+    compute_dtype: 'float32' or 'bfloat16' (GPU / TPU): the conv decoder's
+      activations and products (params stay float32; the fusion LSTM runs
+      in float32). Other decoders take 'float32' only.
 
   Params: `fusion/...` and `decoder/...`.
   """
@@ -274,11 +284,18 @@ class AVGenerator(nn.Module):
   sample_rate: int = 8000
   num_harmonics: int = 60
   num_noise_bands: int = 32
+  conv_impl: str = "fast"
+  compute_dtype: str = "float32"
 
   def setup(self):
     if self.decoder not in DECODERS:
       raise ValueError(
           f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+    conv.compute_dtype(self.compute_dtype)  # Validates the name.
+    if self.compute_dtype != "float32" and self.decoder != "conv":
+      raise ValueError(
+          f"compute_dtype={self.compute_dtype!r} is implemented for "
+          f"decoder='conv' only, got decoder={self.decoder!r}")
     if self.num_frames <= 0 or self.num_samples % self.num_frames:
       raise ValueError(
           f"num_samples={self.num_samples} is not a multiple of num_frames="
@@ -290,7 +307,8 @@ class AVGenerator(nn.Module):
     if self.decoder == "conv":
       self.decoder_module = ConvDecoder(
           self.num_samples, self.num_frames, self.decoder_channels,
-          self.kernel_len, self.upsample_stride, name="decoder")
+          self.kernel_len, self.upsample_stride, self.conv_impl,
+          self.compute_dtype, name="decoder")
     elif self.decoder == "harmonic":
       self.decoder_module = HarmonicDecoder(
           self.num_samples, self.sample_rate, self.decoder_channels,

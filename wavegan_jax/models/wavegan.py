@@ -125,13 +125,14 @@ def minibatch_stddev(h, group_size):
   return jnp.concatenate([h, channel], axis=-1)
 
 
-def batch_norm(name, train=None):
+def batch_norm(name, train=None, dtype=None):
   """The official code's batch norm (TensorFlow's momentum and epsilon).
 
-  With train None, use_running_average is left to the call.
+  With train None, use_running_average is left to the call; dtype is the
+  output's (None: promoted from the input and the float32 params).
   """
   return nn.BatchNorm(use_running_average=None if train is None else not train,
-                      momentum=0.99, epsilon=1e-3, name=name)
+                      momentum=0.99, epsilon=1e-3, dtype=dtype, name=name)
 
 
 class WaveGANGenerator(nn.Module):
@@ -147,8 +148,11 @@ class WaveGANGenerator(nn.Module):
     use_batchnorm: batch normalisation after the dense and hidden layers.
     post_proc_filter_len: taps of the learned post-processing filter; 0
       disables it (512 is the paper's).
-    conv_impl: 'fourier', 'winograd', 'fast' or 'reference' (see conv.py); the
-      parameters are the same.
+    conv_impl: 'auto', 'fourier', 'winograd', 'fast' or 'reference' (see
+      conv.py); the parameters are the same.
+    compute_dtype: 'float32' or 'bfloat16' (for GPU / TPU): the dtype of
+      the activations and products; params stay float32, the waveform is
+      returned as float32.
   """
   dim: int = 64
   slice_len: int = 16384
@@ -158,6 +162,7 @@ class WaveGANGenerator(nn.Module):
   use_batchnorm: bool = False
   post_proc_filter_len: int = 0
   conv_impl: str = DEFAULT_CONV_IMPL
+  compute_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, z, train=False):
@@ -179,11 +184,12 @@ class WaveGANGenerator(nn.Module):
                        f"{self.upsample!r}")
     length, channels, layers = generator_layout(
         self.slice_len, self.dim, self.num_channels)
-    x = nn.Dense(length * channels, kernel_init=_KERNEL_INIT,
-                 name="z_project")(z)
+    dtype = conv.compute_dtype(self.compute_dtype)
+    x = nn.Dense(length * channels, kernel_init=_KERNEL_INIT, dtype=dtype,
+                 name="z_project")(z.astype(dtype))
     x = x.reshape(z.shape[0], length, channels)
     if self.use_batchnorm:
-      x = batch_norm("z_project_bn", train)(x)
+      x = batch_norm("z_project_bn", train, dtype)(x)
     x = nn.relu(x)
     for i, (features, stride) in enumerate(layers):
       name = f"upconv_{i}"
@@ -198,14 +204,14 @@ class WaveGANGenerator(nn.Module):
                         name=name)(x)
       if i < len(layers) - 1:
         if self.use_batchnorm:
-          x = batch_norm(f"{name}_bn", train)(x)
+          x = batch_norm(f"{name}_bn", train, dtype)(x)
         x = nn.relu(x)
     x = jnp.tanh(x)
     if self.post_proc_filter_len:
       x = conv.Conv1D(self.num_channels, self.post_proc_filter_len, 1, "SAME",
                       use_bias=False, kernel_init=_KERNEL_INIT,
                       impl=self.conv_impl, name="pp_filter")(x)
-    return x
+    return x.astype(jnp.float32)
 
 
 class WaveGANDiscriminator(nn.Module):
@@ -222,7 +228,10 @@ class WaveGANDiscriminator(nn.Module):
       (`minibatch_stddev`; not in the paper; the gradient penalty then
       holds cross-example terms, see `losses.gradient_penalty`); 0 leaves
       the critic as the paper's.
-    conv_impl: 'fourier', 'winograd', 'fast' or 'reference' (see conv.py).
+    conv_impl: 'auto', 'fourier', 'winograd', 'fast' or 'reference' (see
+      conv.py).
+    compute_dtype: 'float32' or 'bfloat16' (see WaveGANGenerator); logits
+      and features are returned as float32.
   """
   dim: int = 64
   slice_len: int = 16384
@@ -231,6 +240,7 @@ class WaveGANDiscriminator(nn.Module):
   use_batchnorm: bool = False
   minibatch_std_group: int = 0
   conv_impl: str = DEFAULT_CONV_IMPL
+  compute_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x, rng=None, condition=None, return_features=False,
@@ -265,28 +275,31 @@ class WaveGANDiscriminator(nn.Module):
     layers = discriminator_layout(self.slice_len, self.dim)
     shuffle_rngs = (None if rng is None or not self.phaseshuffle_rad
                     else jax.random.split(rng, 4))
+    dtype = conv.compute_dtype(self.compute_dtype)
     features = []
-    h = x
+    h = x.astype(dtype)
     for i, (width, stride) in enumerate(layers):
       h = conv.Conv1D(width, self.kernel_len, stride, "SAME",
                       kernel_init=_KERNEL_INIT, impl=self.conv_impl,
                       name=f"downconv_{i}")(h)
       if self.use_batchnorm and i > 0:
-        h = batch_norm(f"downconv_{i}_bn", train)(h)
+        h = batch_norm(f"downconv_{i}_bn", train, dtype)(h)
       h = nn.leaky_relu(h, 0.2)
-      features.append(h)
+      features.append(h.astype(jnp.float32))
       if i < 4 and shuffle_rngs is not None:
         h = phase_shuffle(h, shuffle_rngs[i], self.phaseshuffle_rad)
     scored = minibatch_stddev(h, group) if group else h
-    logits = nn.Dense(1, kernel_init=_KERNEL_INIT, name="output")(
-        scored.reshape(scored.shape[0], -1))[:, 0]
+    logits = nn.Dense(1, kernel_init=_KERNEL_INIT, dtype=dtype,
+                      name="output")(
+                          scored.reshape(scored.shape[0], -1))[:, 0]
     if condition is not None:
-      logits = logits + self._projection(h, condition)
+      logits = logits + self._projection(h, condition.astype(dtype), dtype)
+    logits = logits.astype(jnp.float32)
     if return_features:
       return logits, features
     return logits
 
-  def _projection(self, h, condition):
+  def _projection(self, h, condition, dtype):
     """sum(h * Dense(condition)) per example, the projection term."""
     batch, length, width = h.shape
     if condition.ndim not in (2, 3) or condition.shape[0] != batch:
@@ -296,7 +309,7 @@ class WaveGANDiscriminator(nn.Module):
       condition = jax.image.resize(
           condition, (batch, length, condition.shape[-1]), method="linear")
     projected = nn.Dense(width, use_bias=False, kernel_init=_KERNEL_INIT,
-                         name="condition_projection")(condition)
+                         dtype=dtype, name="condition_projection")(condition)
     if projected.ndim == 2:
       projected = projected[:, None, :]
     return jnp.sum(h * projected, axis=(1, 2))
