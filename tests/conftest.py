@@ -174,3 +174,16 @@ def pytest_collection_modifyitems(items):
   for item in items:
     if TRAINED_FIXTURES.intersection(getattr(item, "fixturenames", ())):
       item.add_marker(pytest.mark.slow)
+
+
+def tiny_av_config(**overrides):
+  """The locked AV-digits 'tiny' config with dotted-key overrides."""
+  from experiments import av_digits  # pylint: disable=g-import-not-at-top
+  config = av_digits.get_config("tiny").unlock()
+  for key, value in overrides.items():
+    target = config
+    *parents, leaf = key.split(".")
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
+  return config.lock()

@@ -20,6 +20,7 @@ import pytest
 import soundfile
 
 from experiments import av_digits as av_digits_config
+from tests.conftest import tiny_av_config
 from wavegan_jax import errors
 from wavegan_jax.data import media
 from wavegan_jax.evaluation import evaluate
@@ -32,15 +33,7 @@ from wavegan_jax.training import trainer
 from wavegan_jax.training import workdir as workdir_lib
 
 
-def tiny_config(**overrides):
-  config = av_digits_config.get_config("tiny").unlock()
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      target = target[parent]
-    target[leaf] = value
-  return config.lock()
+tiny_config = tiny_av_config
 
 
 # --- Case 2: one run per workdir. ---

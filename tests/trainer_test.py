@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from experiments import av_digits as av_digits_config
 from tests.conftest import assert_trees_equal
+from tests.conftest import tiny_av_config
 from wavegan_jax.training import autoencoders
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
@@ -26,15 +26,7 @@ from wavegan_jax.training import trainer
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def tiny_config(**overrides):
-  config = av_digits_config.get_config("tiny").unlock()
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      target = target[parent]
-    target[leaf] = value
-  return config.lock()
+tiny_config = tiny_av_config
 
 
 def load_export(workdir, stage):
