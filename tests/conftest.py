@@ -6,6 +6,9 @@ import pathlib
 
 import pytest
 
+# Before any test imports numba (through librosa): see wavegan_jax/__init__.py.
+os.environ.setdefault("NUMBA_CPU_NAME", "generic")
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
