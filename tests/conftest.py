@@ -179,10 +179,9 @@ def pytest_collection_modifyitems(items):
       item.add_marker(pytest.mark.slow)
 
 
-def tiny_av_config(**overrides):
-  """The locked AV-digits 'tiny' config with dotted-key overrides."""
-  from experiments import av_digits  # pylint: disable=g-import-not-at-top
-  config = av_digits.get_config("tiny").unlock()
+def config_with(module, variant, **overrides):
+  """The locked config of `module`'s variant with dotted-key overrides."""
+  config = module.get_config(variant).unlock()
   for key, value in overrides.items():
     target = config
     *parents, leaf = key.split(".")
@@ -190,3 +189,9 @@ def tiny_av_config(**overrides):
       target = target[parent]
     target[leaf] = value
   return config.lock()
+
+
+def tiny_av_config(**overrides):
+  """The locked AV-digits 'tiny' config with dotted-key overrides."""
+  from experiments import av_digits  # pylint: disable=g-import-not-at-top
+  return config_with(av_digits, "tiny", **overrides)

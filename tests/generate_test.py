@@ -21,6 +21,7 @@ import soundfile
 
 from experiments import av_digits as av_digits_config
 from experiments import wavegan as wavegan_config
+from tests.conftest import config_with
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import generate_command
 from wavegan_jax.training import trainer
@@ -32,15 +33,7 @@ FPS = fractions.Fraction(125, 4)
 PREVIEW_LEN = 8 * 8192 + 7 * 4000  # 8 clips, 0.5 s of silence between.
 
 
-def _config(module, variant, **overrides):
-  config = module.get_config(variant).unlock()
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    target = config
-    for parent in parents:
-      target = target[parent]
-    target[leaf] = value
-  return config.lock()
+_config = config_with
 
 
 @pytest.fixture(scope="module")

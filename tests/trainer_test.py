@@ -72,6 +72,13 @@ def test_tiny_run_writes_every_artifact(tiny_run):
     assert np.isfinite(generator_terms[term])
 
 
+def _generator_spec(config, trained_workdir, workdir, manual_dir, data_dir):
+  """The generator stage's spec in `workdir` on the trained run's encoders."""
+  for stage in ("acoustic", "visual"):
+    shutil.copytree(trained_workdir / stage, workdir / stage)
+  return av_generator.make_spec(config, str(workdir), manual_dir=str(
+      manual_dir), data_dir=str(data_dir))
+
 def test_reconstruction_only_generator_leaves_the_critic_untouched(
     tiny_run, av_digits_data_dir, manual_dir, tmp_path):
   # Both critic weights 0 (the default's setting): the critic is not run, its
@@ -81,10 +88,8 @@ def test_reconstruction_only_generator_leaves_the_critic_untouched(
                           "generator.loss_weights.feature_matching": 0.0,
                           "generator.visual_noise_std": 0.5,
                           "generator.train.num_steps": 2})
-  for stage in ("acoustic", "visual"):
-    shutil.copytree(workdir / stage, tmp_path / stage)
-  spec = av_generator.make_spec(config, str(tmp_path), manual_dir=str(
-      manual_dir), data_dir=str(av_digits_data_dir))
+  spec = _generator_spec(config, workdir, tmp_path, manual_dir,
+                         av_digits_data_dir)
   state = spec.init_fn()
   batch = next(iter(spec.make_batches(0)))
   new_state, metrics = jax.jit(spec.step_fn)(state, batch,
@@ -436,10 +441,8 @@ def test_vocoder_critic_waits_for_its_start_step(
       "generator.adversarial.loss": "lsgan",
       "generator.adversarial.start_step": 1,
       "generator.train.num_steps": 2})
-  for stage in ("acoustic", "visual"):
-    shutil.copytree(workdir / stage, tmp_path / stage)
-  spec = av_generator.make_spec(config, str(tmp_path), manual_dir=str(
-      manual_dir), data_dir=str(av_digits_data_dir))
+  spec = _generator_spec(config, workdir, tmp_path, manual_dir,
+                         av_digits_data_dir)
   state = spec.init_fn()
   batch = next(iter(spec.make_batches(0)))
   step = jax.jit(spec.step_fn)
