@@ -236,6 +236,59 @@ def test_fast_step_runs_exactly_on_the_batches_it_fits(tmp_path):
   assert metrics['fast_step_fallbacks'] == windows[-1].count(False)
 
 
+def _half_target_step(state, batch, rng):
+  """A warm-up step that differs from the others, to see which one ran."""
+  return toy_model.train_step_fn(
+      state, {**batch, 'targets': 0.5 * batch['targets']}, rng)
+
+
+def _half_zero_target_step(state, batch, rng):
+  return _half_target_step(state, {**batch, 'targets': 0 * batch['targets']},
+                           rng)
+
+
+@pytest.mark.parametrize('with_fast_step', [False, True])
+def test_warm_up_steps_run_before_their_end_and_resume_alike(
+    tmp_path, with_fast_step):
+  num_steps, warm_up_steps = 12, 5
+  fast = (dict(fast_step_fn=_zero_target_step,
+               fast_step_fits=toy_model.first_input_positive,
+               warm_up_fast_step_fn=_half_zero_target_step)
+          if with_fast_step else {})
+  kwargs = dict(log_every=4, checkpoint_every=3, warm_up_steps=warm_up_steps,
+                warm_up_step_fn=_half_target_step, **fast)
+  state, _ = toy_train_main.train(str(tmp_path / 'whole'), num_steps,
+                                  **kwargs)
+  # The same choice made by hand: warm-up steps by step number, then the
+  # fast / full choice by batch as before.
+  mesh = parallel.make_data_mesh(jax.devices()[:1])
+  expected = parallel.replicate(toy_model.init_state(), mesh)
+  base_rng = parallel.replicate(
+      jax.random.PRNGKey(toy_model.BASE_RNG_SEED), mesh)
+  compiled = {fn: parallel.compile_train_step(fn, mesh) for fn in (
+      toy_model.train_step_fn, _zero_target_step, _half_target_step,
+      _half_zero_target_step)}
+  for step in range(num_steps):
+    batch = toy_model.global_batch(step, 16)
+    fits = with_fast_step and toy_model.first_input_positive(batch)
+    fn = ({(True, True): _half_zero_target_step,
+           (True, False): _half_target_step,
+           (False, True): _zero_target_step,
+           (False, False): toy_model.train_step_fn}
+          [(step < warm_up_steps, bool(fits))])
+    expected, _ = compiled[fn](
+        expected, jax.device_put(batch, parallel.data_sharded(mesh)),
+        base_rng)
+  assert_trees_equal(toy_model.flat_params(state),
+                     toy_model.flat_params(expected))
+  # Stopped inside the warm-up (step 3) and resumed past its end.
+  resumed_dir = str(tmp_path / 'resumed')
+  toy_train_main.train(resumed_dir, 3, **kwargs)
+  resumed, _ = toy_train_main.train(resumed_dir, num_steps, **kwargs)
+  assert_trees_equal(toy_model.flat_params(resumed),
+                     toy_model.flat_params(state))
+
+
 def test_fast_step_needs_its_test():
   with pytest.raises(ValueError, match='fast_step and fast_step_fits go '
                      'together'):

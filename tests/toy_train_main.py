@@ -29,7 +29,8 @@ def train(workdir: str, num_steps: int, log_every: int = 5,
           checkpoint_every: int = 10, batch_size: int = 16,
           nan_at_step=None, step_sleep: float = 0.0, async_save: bool = True,
           guard=None, summary_fn=None, summary_every=None,
-          fast_step_fn=None, fast_step_fits=None):
+          fast_step_fn=None, fast_step_fits=None, warm_up_steps=0,
+          warm_up_step_fn=None, warm_up_fast_step_fn=None):
   """Resumes or starts the toy stage in `workdir` and trains it."""
   mesh = parallel.make_data_mesh()
   checkpointer = checkpointing.StageCheckpointer(
@@ -52,7 +53,12 @@ def train(workdir: str, num_steps: int, log_every: int = 5,
         summary_every=summary_every,
         fast_step=(fast_step_fn and
                    parallel.compile_train_step(fast_step_fn, mesh)),
-        fast_step_fits=fast_step_fits)
+        fast_step_fits=fast_step_fits,
+        warm_up=warm_up_steps and loop.WarmUp(
+            steps=warm_up_steps,
+            train_step=parallel.compile_train_step(warm_up_step_fn, mesh),
+            fast_step=(warm_up_fast_step_fn and parallel.compile_train_step(
+                warm_up_fast_step_fn, mesh))) or None)
   finally:
     checkpointer.close()
 

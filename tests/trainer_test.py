@@ -430,9 +430,9 @@ def test_bad_encoder_learning_rate_scale_is_named(scale):
 
 def test_vocoder_critic_waits_for_its_start_step(
     tiny_run, av_digits_data_dir, manual_dir, tmp_path):
-  # Before adversarial.start_step the step is reconstruction only (critic
-  # untouched, its metrics 0); from it on the critic trains and the
-  # generator's adversarial term is live.
+  # Before adversarial.start_step the stage runs its warm-up step,
+  # reconstruction only (critic untouched, its metrics 0); from it on the
+  # full step, where the critic trains and the adversarial term is live.
   workdir, _ = tiny_run
   config = tiny_config(**{
       "generator.discriminator": dict(
@@ -443,16 +443,18 @@ def test_vocoder_critic_waits_for_its_start_step(
       "generator.train.num_steps": 2})
   spec = _generator_spec(config, workdir, tmp_path, manual_dir,
                          av_digits_data_dir)
+  assert spec.warm_up_steps == 1
   state = spec.init_fn()
   batch = next(iter(spec.make_batches(0)))
-  step = jax.jit(spec.step_fn)
-  first, metrics = step(state, batch, jax.random.PRNGKey(0))
+  first, metrics = jax.jit(spec.warm_up_step_fn)(state, batch,
+                                                 jax.random.PRNGKey(0))
   assert_trees_equal(first["params"]["discriminator"],
                      state["params"]["discriminator"])
   for name in ("d_loss", "d_real", "d_fake", "adversarial",
                "feature_matching"):
     assert float(metrics[name]) == 0.0
-  second, metrics = step(first, batch, jax.random.PRNGKey(1))
+  second, metrics = jax.jit(spec.step_fn)(first, batch,
+                                          jax.random.PRNGKey(1))
   moved = jax.tree.leaves(jax.tree.map(
       lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b))),
       second["params"]["discriminator"], first["params"]["discriminator"]))

@@ -204,6 +204,13 @@ def encoder_train_config(train_config):
   return encoder_train
 
 
+def uses_critic(config: ml_collections.ConfigDict) -> bool:
+  """Whether either critic weight is on (else the critic never runs)."""
+  weights = config.generator.loss_weights
+  return bool(weights.get("adversarial", 0) or weights.get(
+      "feature_matching", 0))
+
+
 def _freeze(params, mask):
   """`params` with the gradient stopped where `mask` is True."""
   return jax.tree.map(
@@ -212,7 +219,9 @@ def _freeze(params, mask):
 
 
 def _step(state, batch, rng, *, config, modules, frozen_encoders,
-          optimizers, ema_decay, frozen_mask):
+          optimizers, ema_decay, frozen_mask, critic_on=True):
+  """One generator step; with critic_on False (the warm-up before
+  `generator.adversarial.start_step`) reconstruction only."""
   adversarial = config.generator.adversarial
   kind = adversarial.loss
   weights = dict(config.generator.loss_weights)
@@ -249,28 +258,13 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
                     part, _noise(fake_rng, size, config),
                     (visual_noise_std, jax.random.fold_in(fake_rng, 1)))
 
-  use_critic = bool(weights.get("adversarial", 0) or weights.get(
-      "feature_matching", 0))
-  # Before start_step the generator trains on reconstruction alone and the
-  # critic is neither trained nor run (lax.cond runs one branch).
-  critic_on = state["step"] >= adversarial.get("start_step", 0)
-
-  def critic_updates(state):
-    return gan.discriminator_updates(
+  use_critic = critic_on and uses_critic(config)
+  if use_critic:
+    state, d_metrics = gan.discriminator_updates(
         state, critic, real, visual_context, fake_fn, d_rng,
         num_updates=adversarial.d_steps, kind=kind,
         gp_weight=adversarial.gp_weight,
         optimizer=optimizers["discriminator"])
-
-  warm_up = adversarial.get("start_step", 0) > 0
-  if use_critic and warm_up:
-    d_shapes = jax.eval_shape(critic_updates, state)[1]
-    state, d_metrics = jax.lax.cond(
-        critic_on, critic_updates,
-        lambda state: (state, jax.tree.map(
-            lambda x: jnp.zeros(x.shape, x.dtype), d_shapes)), state)
-  elif use_critic:
-    state, d_metrics = critic_updates(state)
   else:  # Reconstruction only: the critic is neither trained nor run.
     d_metrics = {name: jnp.zeros(()) for name in gan.D_METRICS}
   d_params = state["params"]["discriminator"]
@@ -292,14 +286,10 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
               losses.feature_matching_loss(real_features, fake_features))
 
     stft = losses.multi_resolution_stft_loss(fake, real)
-    if use_critic and warm_up:
-      adversarial_loss, matching = jax.lax.cond(
-          critic_on, adversarial_terms,
-          lambda: (jnp.zeros(()), jnp.zeros(())))
-    elif use_critic:
+    if use_critic:
       adversarial_loss, matching = adversarial_terms()
     else:
-      adversarial_loss, matching = 0.0, 0.0
+      adversarial_loss, matching = jnp.zeros(()), jnp.zeros(())
     terms = {
         "stft": stft["total"],
         "waveform_mse": lambda: losses.waveform_mse(fake, real),
@@ -390,6 +380,13 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
       _step, config=config, modules=modules,
       frozen_encoders=None if joint else encoder_params,
       optimizers=optimizers, ema_decay=ema_decay, frozen_mask=frozen_mask)
+  # The warm-up is its own compiled step, not a lax.cond inside one: XLA:CPU
+  # ran a critic inside a conditional 4x slower (docs/experiment_log.md).
+  warm_up_steps = int(config.generator.adversarial.get("start_step", 0))
+  if not uses_critic(config):
+    warm_up_steps = 0
+  warm_up_step_fn = (functools.partial(step_fn, critic_on=False)
+                     if warm_up_steps else None)
   make_batches = stage_runner.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
@@ -400,6 +397,9 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
       config, train_config.batch_size, modules["visual"],
       lambda visual: functools.partial(step_fn,
                                        modules={**modules, "visual": visual}))
+  warm_up_fast_step_fn = (
+      functools.partial(fast_step_fn, critic_on=False)
+      if warm_up_steps and fast_step_fn is not None else None)
 
   preview = _preview_fn(config, modules, encoder_params, joint, manual_dir,
                         data_dir)
@@ -414,7 +414,9 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
       name=STAGE, train_config=train_config, init_fn=init_fn,
       step_fn=step_fn, make_batches=make_batches, export_fn=export_fn,
       summary_fn=preview, metrics_to_show=("stft", "adversarial", "d_loss"),
-      seed=seed, fast_step_fn=fast_step_fn, fast_step_fits=fast_step_fits)
+      seed=seed, fast_step_fn=fast_step_fn, fast_step_fits=fast_step_fits,
+      warm_up_steps=warm_up_steps, warm_up_step_fn=warm_up_step_fn,
+      warm_up_fast_step_fn=warm_up_fast_step_fn)
 
 
 def _preview_fn(config, modules, frozen_encoders, joint, manual_dir, data_dir,

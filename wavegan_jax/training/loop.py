@@ -22,6 +22,10 @@ The choice depends on the batch only, so a resumed run chooses as the
 uninterrupted one did. `fast_step_fallbacks` in the logged metrics counts
 the steps since the previous log step that ran `train_step`.
 
+A stage may also give a `WarmUp`: its own compiled steps for the first
+steps (e.g. reconstruction before a critic starts), chosen by step number,
+so a resumed run chooses as the uninterrupted one did too.
+
 Metrics: the step returns a dict of scalars (loss terms, learning rate,
 grad norm, optionally a boolean `is_finite`). They stay on device until a
 log step, a checkpoint step or the end; then all steps since the last fetch
@@ -31,6 +35,7 @@ produced by or after a non-finite step.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -57,6 +62,14 @@ FALLBACKS = 'fast_step_fallbacks'
 # pipeline and writers) slower than this is logged: some stage ends have
 # stalled for 35-50 s (freeing the tf.data iterator, run 20).
 SLOW_CLOSE_SECONDS = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmUp:
+  """Compiled steps that replace train_step / fast_step before `steps`."""
+  steps: int
+  train_step: Callable
+  fast_step: Optional[Callable] = None
 
 
 @contextlib.contextmanager
@@ -195,6 +208,7 @@ def run_stage(*,
                   checkpointing.PreemptionGuard] = None,
               fast_step: Optional[Callable] = None,
               fast_step_fits: Optional[Callable[[PyTree], bool]] = None,
+              warm_up: Optional[WarmUp] = None,
              ) -> tuple[PyTree, dict[str, Any]]:
   """Trains one stage from state['step'] to num_steps.
 
@@ -227,6 +241,8 @@ def run_stage(*,
       on the batches `fast_step_fits` accepts (see the module docstring).
     fast_step_fits: this process's host batch -> bool; required with
       `fast_step`.
+    warm_up: optional steps run instead of train_step / fast_step while
+      the step is below warm_up.steps (see the module docstring).
 
   Returns:
     (final state, metrics of the last step as host Python scalars; {} if
@@ -326,10 +342,11 @@ def run_stage(*,
       if batch is None:
         raise ValueError(f'Stage {name}: the batch iterator ended at step '
                          f'{step}, before num_steps={num_steps}.')
-      step_fn = train_step
+      in_warm_up = warm_up is not None and step < warm_up.steps
+      step_fn = warm_up.train_step if in_warm_up else train_step
       if fast_step is not None:
         if _on_every_process(fast_step_fits(batch)):
-          step_fn = fast_step
+          step_fn = warm_up.fast_step if in_warm_up else fast_step
         else:
           if not fallback_warned:
             fallback_warned = True

@@ -184,6 +184,11 @@ class StageSpec:
       step_fn (see loop.run_stage).
     fast_step_fits: this process's host batch -> whether fast_step_fn may
       run on it.
+    warm_up_steps: steps [0, warm_up_steps) run warm_up_step_fn (and
+      warm_up_fast_step_fn where the fast step would run), e.g. the
+      generator's reconstruction-only steps before its critic starts.
+    warm_up_step_fn: the warm-up's step_fn; required with warm_up_steps.
+    warm_up_fast_step_fn: the warm-up's fast_step_fn; required with both.
   """
   name: str
   train_config: ml_collections.ConfigDict
@@ -197,6 +202,9 @@ class StageSpec:
   final_fn: Optional[Callable[[PyTree], dict]] = None
   fast_step_fn: Optional[Callable] = None
   fast_step_fits: Optional[Callable[[dict], bool]] = None
+  warm_up_steps: int = 0
+  warm_up_step_fn: Optional[Callable] = None
+  warm_up_fast_step_fn: Optional[Callable] = None
 
 
 def export_path(workdir: str, stage: str) -> str:
@@ -306,6 +314,19 @@ def run(spec: StageSpec, workdir: str,
   # fast step never compiles step_fn.
   fast_step = (None if spec.fast_step_fn is None else
                parallel.compile_train_step(spec.fast_step_fn, mesh))
+  warm_up = None
+  if spec.warm_up_steps:
+    if spec.warm_up_step_fn is None or (
+        (spec.fast_step_fn is None) != (spec.warm_up_fast_step_fn is None)):
+      raise ValueError(f"Stage {spec.name}: warm_up_steps needs "
+                       "warm_up_step_fn, and warm_up_fast_step_fn where "
+                       "there is a fast step")
+    warm_up = loop.WarmUp(
+        steps=spec.warm_up_steps,
+        train_step=parallel.compile_train_step(spec.warm_up_step_fn, mesh),
+        fast_step=(None if spec.warm_up_fast_step_fn is None else
+                   parallel.compile_train_step(spec.warm_up_fast_step_fn,
+                                               mesh)))
   base_rng = parallel.replicate(jax.random.PRNGKey(spec.seed), mesh)
   try:
     with checkpointing.PreemptionGuard() as guard:
@@ -320,7 +341,7 @@ def run(spec: StageSpec, workdir: str,
           examples_per_step=train_config.batch_size,
           summary_fn=spec.summary_fn,
           metrics_to_show=spec.metrics_to_show, mesh=mesh,
-          preemption_guard=guard)
+          preemption_guard=guard, warm_up=warm_up)
   except loop.NonFiniteError as error:
     raise UserFacingError(str(error)) from error
   finally:
