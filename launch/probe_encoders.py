@@ -11,7 +11,6 @@ generator, not the encoders, is what falls short.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -22,11 +21,9 @@ import numpy as np
 from sklearn import linear_model
 
 from wavegan_jax import errors
-
+from wavegan_jax import inference
+from wavegan_jax.data import batches
 from wavegan_jax.evaluation import evaluate
-from wavegan_jax.training import av_generator
-from wavegan_jax.training import judges_trainer
-from wavegan_jax.training import stage_runner
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained AV run directory.",
                                required=True)
@@ -43,12 +40,12 @@ errors.define_debug_flag()
 def encoder_features_fn(config: ml_collections.ConfigDict, workdir: str,
                         batch_size: int):
   """clips -> {'visual_max', 'visual_mean', 'style'}, from the exports."""
-  modules = av_generator.models(config)
-  params = av_generator.load_encoders(config, workdir, modules)
+  modules = inference.av_models(config)
+  params = inference.load_encoders(config, workdir, modules)
 
   @jax.jit
   def encode(video, reference):
-    visual, _, style = av_generator.conditioning(
+    visual, _, style = inference.conditioning(
         modules, params, {"video": video, "reference": reference})
     return {"visual_max": jnp.max(visual, 1),
             "visual_mean": jnp.mean(visual, 1), "style": style}
@@ -61,7 +58,7 @@ def probe(workdir: str, manual_dir, data_dir, batch_size: int) -> dict:
   config = evaluate.read_config(workdir)
   encoder_features = encoder_features_fn(config, workdir, batch_size)
   fields = ("video", "reference", "digit", "speaker")
-  splits = {split: judges_trainer.split_clips(
+  splits = {split: batches.split_clips(
       config, split, manual_dir=manual_dir, data_dir=data_dir, fields=fields)
             for split in ("train", "test")}
   features = {split: encoder_features(clips)
@@ -79,12 +76,8 @@ def probe(workdir: str, manual_dir, data_dir, batch_size: int) -> dict:
 
 def main(argv):
   del argv
-  try:
-    results = probe(_WORKDIR.value, _MANUAL_DIR.value, _DATA_DIR.value,
-                    _BATCH_SIZE.value)
-  except stage_runner.UserFacingError as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+  results = probe(_WORKDIR.value, _MANUAL_DIR.value, _DATA_DIR.value,
+                  _BATCH_SIZE.value)
   for key, value in results.items():
     print(f"{key} {np.round(value, 4)}")
 

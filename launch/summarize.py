@@ -25,7 +25,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  from wavegan_jax import summary  # pylint: disable=g-import-not-at-top
+  from wavegan_jax.models import summary  # pylint: disable=g-import-not-at-top
   for model in summary.summarize(_CONFIG.value):
     flops = ("n/a" if model.flops_per_example is None
              else f"{model.flops_per_example:.4g}")

@@ -5,14 +5,14 @@ import json
 import pytest
 
 from experiments import av_folder
-from wavegan_jax.training import stage_runner
+from wavegan_jax.data import batches
 from wavegan_jax.training import trainer
 
 
 def test_builder_fields_follow_the_clip_geometry():
   config = av_folder.get_config("tiny")
   assert config.data.name == "av_folder"
-  fields = stage_runner.data_kwargs(config)
+  fields = batches.data_kwargs(config)
   assert fields == dict(split_by="hash", test_fraction=0.1, seed=0,
                         sample_rate=8000, num_samples=8192, num_frames=32,
                         frame_size=32)

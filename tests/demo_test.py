@@ -26,13 +26,12 @@ import soundfile
 
 from experiments import av_digits as av_digits_config
 from experiments import wavegan as wavegan_config
+from wavegan_jax import inference
 from wavegan_jax.demo import examples as examples_lib
 from wavegan_jax.demo import jobs
 from wavegan_jax.demo import server
 from wavegan_jax.evaluation import generate_command
-from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
-from wavegan_jax.training import wavegan_trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_SAMPLES, SAMPLE_RATE = 8192, 8000  # av_digits:tiny's clip.
@@ -52,14 +51,14 @@ def av_workdir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("av_tiny")
   (workdir / "config.json").write_text(
       config.to_json_best_effort(indent=1, sort_keys=True))
-  modules = av_generator.models(config)
-  example = av_generator.example_inputs(config)
+  modules = inference.av_models(config)
+  example = inference.av_example_inputs(config)
 
   def init(rng):
     params = {
         "acoustic": modules["acoustic"].init(rng, example["target"])["params"],
         "visual": modules["visual"].init(rng, example["video"])["params"]}
-    contexts = av_generator.conditioning(modules, params, example)
+    contexts = inference.conditioning(modules, params, example)
     noise = jnp.zeros((1, config.generator.model.noise_features))
     params["generator"] = modules["generator"].init(rng, *contexts,
                                                     z=noise)["params"]
@@ -334,7 +333,7 @@ def wavegan_workdir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("wavegan_tiny")
   (workdir / "config.json").write_text(
       config.to_json_best_effort(indent=1, sort_keys=True))
-  generator = wavegan_trainer.models(config)[0]
+  generator = inference.wavegan_models(config)[0]
   shapes = jax.eval_shape(lambda: generator.init(
       jax.random.PRNGKey(0), jnp.zeros((1, config.wavegan.latent_dim))))
   normal = np.random.default_rng(0).standard_normal

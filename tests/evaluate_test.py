@@ -410,15 +410,15 @@ def test_export_checkpoint_writes_a_step_that_evaluates(
     assert stage_runner.export_checkpoint(
         str(workdir), "wavegan", 2, weights, str(out)) == ["generator"]
     exported = checkpointing.load_params(
-        stage_runner.export_path(str(out), "wavegan"))
+        checkpointing.export_path(str(out), "wavegan"))
     assert_trees_equal(exported, {"generator": saved[source]["generator"]})
   # The last step's EMA is what the run exported itself.
   stage_runner.export_checkpoint(str(workdir), "wavegan", 4, "ema",
                                  str(tmp_path / "step4"))
   assert_trees_equal(
-      checkpointing.load_params(stage_runner.export_path(
+      checkpointing.load_params(checkpointing.export_path(
           str(tmp_path / "step4"), "wavegan")),
-      checkpointing.load_params(stage_runner.export_path(str(workdir),
+      checkpointing.load_params(checkpointing.export_path(str(workdir),
                                                          "wavegan")))
   results = evaluate.evaluate(str(tmp_path / "step2_ema"), num_examples=12,
                               judges_workdir=str(runs / "judges"),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from experiments import judges as judges_config
+from wavegan_jax import inference
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import judges_trainer
-from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
 
 
@@ -95,11 +95,11 @@ def test_tiny_judges_train_and_report_test_accuracy(
   lines = [json.loads(line) for line in
            (tmp_path / "judges" / "metrics.jsonl").read_text().splitlines()]
   assert [line["step"] for line in lines] == [2, 4]
-  judge = judges_trainer.model(config)
+  judge = inference.judge_model(config)
   expected = jax.eval_shape(lambda: judge.init(
       jax.random.PRNGKey(0), jnp.zeros((1, 8192)))["params"])
   params = checkpointing.load_params(
-      stage_runner.export_path(str(tmp_path), "judges"), expected)
+      checkpointing.export_path(str(tmp_path), "judges"), expected)
   assert jax.tree.structure(params) == jax.tree.structure(expected)
 
 

@@ -18,7 +18,6 @@ import pytest
 
 from experiments import av_digits as av_digits_config
 from wavegan_jax.training import checkpointing
-from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -56,9 +55,9 @@ def test_two_processes_match_one(tmp_path, av_digits_data_dir, manual_dir):
   assert "stage acoustic: done" in output  # Process 0, streamed.
   assert "stage acoustic: done" in (log_dir / "process_1.log").read_text()
   single = checkpointing.load_params(
-      stage_runner.export_path(str(single_workdir), "acoustic"))
+      checkpointing.export_path(str(single_workdir), "acoustic"))
   double = checkpointing.load_params(
-      stage_runner.export_path(str(cluster_workdir), "acoustic"))
+      checkpointing.export_path(str(cluster_workdir), "acoustic"))
   single_leaves, single_tree = jax.tree_util.tree_flatten(single)
   double_leaves, double_tree = jax.tree_util.tree_flatten(double)
   assert single_tree == double_tree

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from experiments import av_digits
-from wavegan_jax import summary
+from wavegan_jax.models import summary
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tests.conftest import assert_trees_equal
 from tests.conftest import tiny_av_config
+from wavegan_jax import inference
 from wavegan_jax.training import autoencoders
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
@@ -30,7 +31,7 @@ tiny_config = tiny_av_config
 
 
 def load_export(workdir, stage):
-  return checkpointing.load_params(stage_runner.export_path(workdir, stage))
+  return checkpointing.load_params(checkpointing.export_path(workdir, stage))
 
 
 @pytest.fixture(scope="module")
@@ -108,17 +109,17 @@ def test_reconstruction_only_generator_leaves_the_critic_untouched(
 def test_visual_noise_is_seeded_and_off_at_zero(tiny_run):
   workdir, _ = tiny_run
   config = tiny_config()
-  modules = av_generator.models(config)
+  modules = inference.av_models(config)
   params = checkpointing.load_params(
-      stage_runner.export_path(str(workdir), "generator"))
-  batch = {k: v[:2] for k, v in av_generator.example_inputs(
+      checkpointing.export_path(str(workdir), "generator"))
+  batch = {k: v[:2] for k, v in inference.av_example_inputs(
       config, 2).items()}
   batch["video"] = batch["video"] + np.uint8(120)
   encoders = {name: params[name] for name in ("acoustic", "visual")}
   z = jax.numpy.zeros((2, config.generator.model.noise_features))
 
   def run(noise):
-    return np.asarray(av_generator.generate(
+    return np.asarray(inference.generate(
         modules, params["generator"], encoders, batch, z, noise))
   clean = run(None)
   np.testing.assert_array_equal(run((0.0, jax.random.PRNGKey(1))), clean)

@@ -11,6 +11,7 @@ import pytest
 
 from experiments import wavegan as wavegan_config
 from tests.conftest import tiny_specgan_config
+from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax import spectral
 from wavegan_jax.data import pipeline
@@ -31,7 +32,7 @@ def _abstract_batch(config):
 def _record_latent_batches(monkeypatch):
   """A list that gets the batch size of every sample_latents call."""
   latent_batches = []
-  sample = wavegan_trainer.sample_latents
+  sample = inference.sample_latents
 
   def recording_sample(rng, batch_size, latent_dim):
     latent_batches.append(batch_size)
@@ -232,7 +233,7 @@ def test_discriminator_updates_rejects_a_gp_subset_larger_than_an_update():
 
 def _tiny_models_and_state(optimizer):
   config = _one_update_config()
-  generator, discriminator = wavegan_trainer.models(config)
+  generator, discriminator = inference.wavegan_models(config)
   g_params = generator.init(jax.random.PRNGKey(1), jnp.zeros((1, 100)))
   d_params = discriminator.init(jax.random.PRNGKey(2),
                                 jnp.zeros((1, 8192, 1)))
@@ -260,7 +261,7 @@ def test_simultaneous_step_equals_separate_gradients_at_one_state(
 
   z_rng, d_rng = jax.random.split(rng)
   real_rng, fake_rng, gp_rng, gp_shuffle_rng = jax.random.split(d_rng, 4)
-  z = wavegan_trainer.sample_latents(z_rng, 4, 100)
+  z = inference.sample_latents(z_rng, 4, 100)
   real = batch["audio"]
   g_params = state["params"]["generator"]
   d_params = state["params"]["discriminator"]
@@ -391,7 +392,7 @@ def _one_critic_update(config, spec, batch_seed, rng):
   d_rng, _, _ = jax.random.split(rng, 3)
   (update_rng,) = jax.random.split(d_rng, 1)
   fake_rng, critic_rng = jax.random.split(update_rng)
-  z = wavegan_trainer.sample_latents(fake_rng, config.train.batch_size,
+  z = inference.sample_latents(fake_rng, config.train.batch_size,
                                      config.wavegan.latent_dim)
   return state, batch, metrics, z, critic_rng
 
@@ -403,7 +404,7 @@ def test_packed_critic_loss_is_the_critic_loss_of_the_packs():
   spec = wavegan_trainer.make_spec(config)
   state, batch, metrics, z, critic_rng = _one_critic_update(
       config, spec, 1, jax.random.PRNGKey(3))
-  generator, discriminator = wavegan_trainer.models(config)
+  generator, discriminator = inference.wavegan_models(config)
   fake = generator.apply({"params": state["params"]["generator"]}, z)
   loss, _ = gan.critic_loss(
       wavegan_trainer._critic_fn(discriminator),
@@ -452,7 +453,7 @@ def test_extra_terms_add_their_gradient_to_the_generator_only(simultaneous,
                              d_steps=1, **common)
     z_rng = jax.random.split(rng, 3)[1]
   weight = 0.5
-  z = wavegan_trainer.sample_latents(z_rng, 4, 100)
+  z = inference.sample_latents(z_rng, 4, 100)
   g_params = state["params"]["generator"]
   plain, plain_metrics = step(state, batch, rng)
   if term == "loudness":
@@ -619,7 +620,7 @@ def test_specgan_critic_scores_normalized_spectrograms(monkeypatch):
   spec = wavegan_trainer.make_spec(config)
   state, batch, metrics, z, critic_rng = _one_critic_update(
       config, spec, 4, jax.random.PRNGKey(9))
-  generator, discriminator = wavegan_trainer.models(config)
+  generator, discriminator = inference.wavegan_models(config)
   fake = generator.apply({"params": state["params"]["generator"]}, z,
                          spectrogram=True)
   real = specgan.normalize(specgan.log_magnitude(batch["audio"], 8192),
@@ -684,7 +685,7 @@ def test_spectral_critic_adds_its_terms_to_the_generator_then_trains():
   plain, _ = step(state, batch, rng)
   got, metrics = step(with_critic, batch, rng,
                       spectral_critic=spectral_critic)
-  z = wavegan_trainer.sample_latents(jax.random.split(rng, 3)[1], 4, 100)
+  z = inference.sample_latents(jax.random.split(rng, 3)[1], 4, 100)
   real = batch["audio"][:4]
 
   def term(g_params):

@@ -12,7 +12,6 @@ from wavegan_jax.benchmarking import profile
 from wavegan_jax.training import autoencoders
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
-from wavegan_jax.training import stage_runner
 from wavegan_jax.training import wavegan_trainer
 
 AV_STAGES = ("acoustic", "visual", "generator")
@@ -65,7 +64,7 @@ def av_stage_specs(config, workdir, manual_dir=None, data_dir=None):
   for name in AV_STAGES[:2]:
     specs[name] = autoencoders.make_spec(config, name, manual_dir=manual_dir,
                                          data_dir=data_dir)
-    checkpointing.export_params(stage_runner.export_path(workdir, name),
+    checkpointing.export_params(checkpointing.export_path(workdir, name),
                                 specs[name].export_fn(specs[name].init_fn()))
   specs["generator"] = av_generator.make_spec(
       config, workdir, manual_dir=manual_dir, data_dir=data_dir)

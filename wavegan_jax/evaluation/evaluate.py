@@ -44,6 +44,8 @@ import numpy as np
 import scipy.signal
 
 from wavegan_jax import errors
+from wavegan_jax import inference
+from wavegan_jax.data import batches
 from wavegan_jax.data import pipeline
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import instrument_pass
@@ -51,10 +53,10 @@ from wavegan_jax.evaluation import metrics as metrics_lib
 from wavegan_jax.evaluation import report
 from wavegan_jax.models import wavegan as wavegan_model
 from wavegan_jax.training import checkpointing
-from wavegan_jax.training import judges_trainer
-from wavegan_jax.training import stage_runner
 
 EVAL_DIR = "eval"
+# The stage (workdir folder) of the judges' export.
+JUDGES_STAGE = "judges"
 METRICS_FILE = "metrics.json"
 DEFAULT_WAVEGAN_EXAMPLES = 1000
 
@@ -97,7 +99,7 @@ def read_config(workdir: str, what: str = "workdir"
 
 
 def _require_export(workdir: str, stage: str, hint: str) -> str:
-  path = stage_runner.export_path(workdir, stage)
+  path = checkpointing.export_path(workdir, stage)
   if not os.path.isdir(path):
     raise EvaluationError(f"no trained {stage} export at {path}; {hint}")
   return path
@@ -137,11 +139,11 @@ class Judges:
 
   def __init__(self, judges_workdir: str):
     path = _require_export(
-        judges_workdir, judges_trainer.STAGE,
+        judges_workdir, JUDGES_STAGE,
         "train the judges first: python launch/train.py "
         f"--config=experiments/judges.py --workdir={judges_workdir}")
     config = read_config(judges_workdir, "judges workdir")
-    self.model = judges_trainer.model(config)
+    self.model = inference.judge_model(config)
     self.sample_rate = config.data.sample_rate
     self.num_samples = config.data.num_samples
     expected = jax.eval_shape(lambda: self.model.init(
@@ -248,17 +250,17 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
   """
   generator = _loaded(lambda: generate_lib.AVGenerator(workdir, config))
   check_split(config, split, manual_dir, data_dir,
-              stage_runner.data_kwargs(config))
+              batches.data_kwargs(config))
   fields = ("video", "target", "reference", "digit", "speaker", "onset_frame",
             "target_id", "reference_id")
-  clips = judges_trainer.split_clips(config, split, manual_dir=manual_dir,
+  clips = batches.split_clips(config, split, manual_dir=manual_dir,
                                      data_dir=data_dir, fields=fields)
   keep = _subset(len(clips["target"]), num_examples, seed)
   partners = floor_partners(clips, keep) if instruments else None
   clips = {key: value[keep] for key, value in clips.items()}
   count = len(keep)
   # The floor of FAD: as many real train takes as examples, drawn at random.
-  train = judges_trainer.split_clips(config, "train", manual_dir=manual_dir,
+  train = batches.split_clips(config, "train", manual_dir=manual_dir,
                                      data_dir=data_dir, fields=("target",))
   train_audio = train["target"][_subset(len(train["target"]), count,
                                         seed + 1)]

@@ -28,14 +28,15 @@ import ml_collections
 import numpy as np
 
 from wavegan_jax import errors
+from wavegan_jax import inference
 from wavegan_jax.data import media
-from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
-from wavegan_jax.training import wavegan_trainer
 
 PathLike = media.PathLike
 AV_KIND = "audio-visual"
 WAVEGAN_KIND = "wavegan"
+# The stage (workdir folder) that holds each kind's export.
+WAVEGAN_STAGE = "wavegan"
 # Silence between the clips of a preview: half a second, as the official
 # WaveGAN's preview.
 PREVIEW_GAP_SECONDS = 0.5
@@ -89,7 +90,7 @@ def read_workdir_config(workdir: PathLike
 
 def export_dir(workdir: PathLike, kind: str) -> pathlib.Path:
   """Where the generator's params-only export of a workdir is."""
-  stage = "generator" if kind == AV_KIND else wavegan_trainer.STAGE
+  stage = "generator" if kind == AV_KIND else WAVEGAN_STAGE
   return pathlib.Path(workdir) / stage / "export"
 
 
@@ -248,7 +249,7 @@ class AVGenerator:
     self.config = config
     try:
       self.clip = ClipSpec.from_config(config)
-      self._modules = av_generator.models(config)
+      self._modules = inference.av_models(config)
       self._noise_features = int(
           config.generator.model.get("noise_features", 0))
       expected = jax.eval_shape(self._init_params)
@@ -259,11 +260,11 @@ class AVGenerator:
 
   def _init_params(self):
     modules, rng = self._modules, jax.random.PRNGKey(0)
-    inputs = av_generator.example_inputs(self.config)
+    inputs = inference.av_example_inputs(self.config)
     encoders = {
         "acoustic": modules["acoustic"].init(rng, inputs["target"])["params"],
         "visual": modules["visual"].init(rng, inputs["video"])["params"]}
-    contexts = av_generator.conditioning(modules, encoders, inputs)
+    contexts = inference.conditioning(modules, encoders, inputs)
     generator = modules["generator"].init(
         rng, *contexts, z=self._noise(jnp.zeros((1,), jnp.int32)))["params"]
     return {"generator": generator, **encoders}
@@ -276,8 +277,8 @@ class AVGenerator:
 
   def _generate_batch(self, params, videos, references, seeds):
     batch = {"video": videos, "reference": references}
-    return av_generator.generate(self._modules, params["generator"], params,
-                                 batch, self._noise(seeds))
+    return inference.generate(self._modules, params["generator"], params,
+                              batch, self._noise(seeds))
 
   def generate(self, videos: np.ndarray, references: np.ndarray,
                seeds: Sequence[int]) -> np.ndarray:
@@ -340,8 +341,8 @@ class WaveGANGenerator:
       self.slice_len = int(builder.slice_len)
       self.num_channels = int(builder.num_channels)
       self.latent_dim = int(config.wavegan.latent_dim)
-      self.representation = wavegan_trainer.representation_of(config)
-      self._generator = wavegan_trainer.models(config)[0]
+      self.representation = inference.representation_of(config)
+      self._generator = inference.wavegan_models(config)[0]
       self._expected = jax.eval_shape(lambda: self._generator.init(
           jax.random.PRNGKey(0), jnp.zeros((1, self.latent_dim)))["params"])
     except (AttributeError, KeyError, TypeError, ValueError) as error:
@@ -357,7 +358,7 @@ class WaveGANGenerator:
 
   def checkpoint_steps(self) -> list[int]:
     """The steps saved in <workdir>/wavegan/checkpoints, ascending."""
-    folder = self.workdir / wavegan_trainer.STAGE / "checkpoints"
+    folder = self.workdir / WAVEGAN_STAGE / "checkpoints"
     if not folder.is_dir():
       return []
     return sorted(int(d.name) for d in folder.iterdir()
@@ -365,7 +366,7 @@ class WaveGANGenerator:
 
   def load_checkpoint(self, step: int) -> None:
     """Uses the generator params of one training checkpoint."""
-    path = self.workdir / wavegan_trainer.STAGE / "checkpoints" / str(step)
+    path = self.workdir / WAVEGAN_STAGE / "checkpoints" / str(step)
     params = _load(path, None, "wavegan")
     if "generator" not in params:
       raise GenerateError(path, "the checkpoint holds no generator params")
@@ -378,7 +379,7 @@ class WaveGANGenerator:
 
   def latents(self, num: int, seed: int) -> np.ndarray:
     """z ~ U[-1, 1]^latent_dim for `num` clips, from PRNGKey(seed)."""
-    return np.asarray(wavegan_trainer.sample_latents(
+    return np.asarray(inference.sample_latents(
         jax.random.PRNGKey(seed), num, self.latent_dim))
 
   def generate(self, latents: np.ndarray, batch_size: int = 16) -> np.ndarray:

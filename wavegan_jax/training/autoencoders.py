@@ -15,22 +15,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax.data import augment
-from wavegan_jax.models import acoustic as acoustic_lib
+from wavegan_jax.data import batches
 from wavegan_jax.models import visual as visual_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
-
-
-def acoustic_model(config: ml_collections.ConfigDict):
-  return acoustic_lib.AcousticModel(sample_rate=config.data.sample_rate,
-                                    **config.acoustic.model)
-
-
-def visual_model(config: ml_collections.ConfigDict):
-  return visual_lib.VisualModel(frame_size=config.data.frame_size,
-                                **config.visual.model)
 
 
 def _visual_count(config: ml_collections.ConfigDict, key: str, total: int,
@@ -184,13 +175,14 @@ def make_spec(config: ml_collections.ConfigDict, name: str, *,
   """The StageSpec of the 'acoustic' or 'visual' stage."""
   train_config = stage_runner.stage_train_config(config, name)
   if name == "acoustic":
-    model, inputs_fn, terms_fn = (acoustic_model(config), acoustic_inputs,
-                                  acoustic_terms)
+    model = inference.acoustic_model(config)
+    inputs_fn, terms_fn = acoustic_inputs, acoustic_terms
     init_model = model
     fields = ("target", "reference")
     example = jnp.zeros((1, config.data.num_samples), jnp.float32)
   elif name == "visual":
-    init_model = visual_model(config)  # Same params as the train model.
+    # Same params as the train model.
+    init_model = inference.visual_model(config)
     model = init_model.clone(render_frames=visual_render_frames(config))
     inputs_fn, terms_fn = visual_inputs, visual_terms
     fields = ("video",)
@@ -209,7 +201,7 @@ def make_spec(config: ml_collections.ConfigDict, name: str, *,
       _autoencoder_step, name=name, model=model, optimizer=optimizer,
       inputs_fn=inputs_fn, terms_fn=terms_fn,
       weights=dict(config[name].loss_weights))
-  make_batches = stage_runner.host_batches(
+  make_batches = batches.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir, fields=fields)
   fast_step_fn = fast_step_fits = None

@@ -28,9 +28,7 @@ set, batches whose distinct frames fit run a step whose visual CNN computes
 each distinct frame once (models/visual.py), the others the full step.
 """
 
-import dataclasses
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -38,123 +36,16 @@ import ml_collections
 import numpy as np
 import optax
 
+from wavegan_jax import inference
 from wavegan_jax import losses
+from wavegan_jax.data import batches
 from wavegan_jax.data import pipeline
-from wavegan_jax.models import generator as generator_lib
-from wavegan_jax.models import stft_discriminator
-from wavegan_jax.models import vocoder_discriminators
-from wavegan_jax.models import wavegan as wavegan_lib
 from wavegan_jax.training import autoencoders
-from wavegan_jax.training import checkpointing
 from wavegan_jax.training import gan
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 
 STAGE = "generator"
-DISCRIMINATORS = {
-    "wavegan": wavegan_lib.WaveGANDiscriminator,
-    "stft": stft_discriminator.MultiResolutionSTFTDiscriminator,
-    "vocoder": vocoder_discriminators.VocoderDiscriminator,
-}
-ENCODERS = ("acoustic", "visual")
-
-
-def models(config: ml_collections.ConfigDict) -> dict:
-  """{'acoustic', 'visual', 'generator', 'discriminator'} modules."""
-  data = config.data
-  generator_config = dict(config.generator.model)
-  generator_config.setdefault("sample_rate", data.sample_rate)
-  generator = generator_lib.AVGenerator(
-      num_samples=data.num_samples, num_frames=data.num_frames,
-      **generator_config)
-  disc_config = dict(config.generator.discriminator)
-  kind = disc_config.pop("kind")
-  if kind not in DISCRIMINATORS:
-    raise ValueError(f"generator.discriminator.kind must be one of "
-                     f"{sorted(DISCRIMINATORS)}, got {kind!r}")
-  # One dict serves every kind: each reads the keys it has attributes for.
-  module = DISCRIMINATORS[kind]
-  fields = {field.name for field in dataclasses.fields(module)}
-  kwargs = {k: v for k, v in disc_config.items() if k in fields}
-  if kind == "wavegan":
-    kwargs["slice_len"] = data.num_samples
-  discriminator = module(**kwargs)
-  return {"acoustic": autoencoders.acoustic_model(config),
-          "visual": autoencoders.visual_model(config),
-          "generator": generator, "discriminator": discriminator}
-
-
-def example_inputs(config: ml_collections.ConfigDict, batch_size: int = 1):
-  data = config.data
-  size = data.frame_size
-  return {
-      "video": jnp.zeros((batch_size, data.num_frames, size, size, 1),
-                         jnp.uint8),
-      "reference": jnp.zeros((batch_size, data.num_samples), jnp.float32),
-      "target": jnp.zeros((batch_size, data.num_samples), jnp.float32),
-  }
-
-
-def load_encoders(config, workdir, modules) -> dict:
-  """The encoders' params from the earlier stages' exports, shape-checked."""
-  inputs = example_inputs(config)
-  expected = {
-      "acoustic": jax.eval_shape(
-          lambda: modules["acoustic"].init(jax.random.PRNGKey(0),
-                                           inputs["target"])["params"]),
-      "visual": jax.eval_shape(
-          lambda: modules["visual"].init(jax.random.PRNGKey(0),
-                                         inputs["video"])["params"]),
-  }
-  params = {}
-  for name in ENCODERS:
-    path = stage_runner.export_path(workdir, name)
-    if not os.path.isdir(path):
-      raise stage_runner.UserFacingError(
-          f"The generator stage needs the {name} stage's export at {path}; "
-          f"train that stage first (--stages={name}).")
-    params[name] = checkpointing.load_params(path, expected[name], name=name)
-  return params
-
-
-def conditioning(modules, encoder_params, batch):
-  """(visual context [B,T,Dv], acoustic context, acoustic style)."""
-  visual_context = modules["visual"].apply(
-      {"params": encoder_params["visual"]}, batch["video"],
-      method=modules["visual"].encode)
-  acoustic_context, style = modules["acoustic"].apply(
-      {"params": encoder_params["acoustic"]}, batch["reference"],
-      method=modules["acoustic"].encode)
-  return visual_context, acoustic_context, style
-
-
-def generate(modules, generator_params, encoder_params, batch, z,
-             visual_noise=None):
-  """Waveforms [B, N] for a batch with 'video' and 'reference'.
-
-  visual_noise: optional (std, rng): training-time Gaussian noise added to
-  the visual context. The train split pairs each recording with one MNIST
-  image, so without it the generator memorises image -> take and the digit
-  does not carry over to new images (docs/experiment_log.md).
-  """
-  visual_context, acoustic_context, style = conditioning(
-      modules, encoder_params, batch)
-  if visual_noise is not None and visual_noise[0]:
-    std, rng = visual_noise
-    visual_context = visual_context + std * jax.random.normal(
-        rng, visual_context.shape, visual_context.dtype)
-  return modules["generator"].apply(
-      {"params": generator_params}, visual_context, acoustic_context, style,
-      z=z)
-
-
-def _noise(rng, batch_size, config):
-  features = config.generator.model.get("noise_features", 0)
-  if not features:
-    return None
-  return jax.random.normal(rng, (batch_size, features))
-
-
 def joint_frozen_mask(config, encoder_params) -> dict:
   """{encoder: pytree of bools, True where `generator.joint_frozen` holds}.
 
@@ -165,22 +56,22 @@ def joint_frozen_mask(config, encoder_params) -> dict:
     UserFacingError: for an entry naming no encoder, or matching nothing.
   """
   entries = tuple(config.generator.get("joint_frozen", ()) or ())
-  frozen = {name: set() for name in ENCODERS}
+  frozen = {name: set() for name in inference.ENCODERS}
   for entry in entries:
     encoder, _, prefix = str(entry).partition("/")
     groups = sorted(encoder_params.get(encoder, {}))
     matched = [g for g in groups if prefix and g.startswith(prefix)]
-    if encoder not in ENCODERS or not matched:
+    if encoder not in inference.ENCODERS or not matched:
       raise stage_runner.UserFacingError(
           f"generator.joint_frozen entry {entry!r} matches no encoder "
           f"parameters; entries are '<encoder>/<prefix>' with encoder one "
-          f"of {ENCODERS}"
+          f"of {inference.ENCODERS}"
           + (f" and prefix starting one of {groups}" if groups else ""))
     frozen[encoder].update(matched)
   return {name: {group: jax.tree.map(lambda _, f=group in frozen[name]: f,
                                      params)
                  for group, params in encoder_params[name].items()}
-          for name in ENCODERS}
+          for name in inference.ENCODERS}
 
 
 def encoder_train_config(train_config):
@@ -229,7 +120,7 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
   if joint:
     # Stopping the gradient here spares the frozen layers' backward pass.
     encoders_of = lambda params: {n: _freeze(params[n], frozen_mask[n])
-                                  for n in ENCODERS}
+                                  for n in inference.ENCODERS}
   else:
     encoders_of = lambda params: frozen_encoders
   real = batch["target"]
@@ -250,13 +141,14 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
 
   encoder_params = encoders_of(state["params"])
   visual_context = jax.lax.stop_gradient(
-      conditioning(modules, encoder_params, batch)[0])
+      inference.conditioning(modules, encoder_params, batch)[0])
 
   def fake_fn(fake_rng, start, size):
     part = {k: v[start:start + size] for k, v in batch.items()}
-    return generate(modules, state["params"]["generator"], encoder_params,
-                    part, _noise(fake_rng, size, config),
-                    (visual_noise_std, jax.random.fold_in(fake_rng, 1)))
+    return inference.generate(
+        modules, state["params"]["generator"], encoder_params, part,
+        inference.noise(fake_rng, size, config),
+        (visual_noise_std, jax.random.fold_in(fake_rng, 1)))
 
   use_critic = critic_on and uses_critic(config)
   if use_critic:
@@ -268,14 +160,15 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
   else:  # Reconstruction only: the critic is neither trained nor run.
     d_metrics = {name: jnp.zeros(()) for name in gan.D_METRICS}
   d_params = state["params"]["discriminator"]
-  trained = ("generator",) + (ENCODERS if joint else ())
-  z = _noise(z_rng, batch_size, config)
+  trained = ("generator",) + (inference.ENCODERS if joint else ())
+  z = inference.noise(z_rng, batch_size, config)
 
   def g_loss_fn(trained_params):
     encoders = encoders_of(trained_params)
-    fake = generate(modules, trained_params["generator"], encoders, batch, z,
-                    (visual_noise_std, visual_rng))
-    condition = conditioning(modules, encoders, batch)[0]
+    fake = inference.generate(modules, trained_params["generator"],
+                              encoders, batch, z,
+                              (visual_noise_std, visual_rng))
+    condition = inference.conditioning(modules, encoders, batch)[0]
 
     def adversarial_terms():
       fake_logits, fake_features = critic(d_params, fake, condition,
@@ -328,8 +221,8 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
     raise stage_runner.UserFacingError(
         f"strategy must be 'separate' or 'joint', got {config.strategy!r}")
   train_config = stage_runner.stage_train_config(config, STAGE)
-  modules = models(config)
-  encoder_params = load_encoders(config, workdir, modules)
+  modules = inference.av_models(config)
+  encoder_params = inference.load_encoders(config, workdir, modules)
   joint = config.strategy == "joint"
   optimizers = {"generator": stage_runner.optimizer_from(train_config)}
   d_train = ml_collections.ConfigDict(train_config.to_dict())
@@ -339,7 +232,7 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   frozen_mask = joint_frozen_mask(config, encoder_params) if joint else None
   if joint:
     encoder_train = encoder_train_config(train_config)
-    for name in ENCODERS:
+    for name in inference.ENCODERS:
       optimizers[name] = stage_runner.optimizer_from(encoder_train)
       if any(jax.tree.leaves(frozen_mask[name])):
         # Zero updates, so that weight decay does not move them either.
@@ -350,14 +243,14 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   # The averaged models are those the generator's loss trains: the
   # generator, and in 'joint' the encoders it is exported with.
   ema_decay = stage_runner.ema_decay_from(train_config)
-  ema_models = ("generator",) + (ENCODERS if joint else ())
-  inputs = example_inputs(config)
+  ema_models = ("generator",) + (inference.ENCODERS if joint else ())
+  inputs = inference.av_example_inputs(config)
 
   def init_fn():
     g_rng, d_rng = jax.random.split(jax.random.PRNGKey(seed))
-    visual_context, acoustic_context, style = conditioning(
+    visual_context, acoustic_context, style = inference.conditioning(
         modules, encoder_params, inputs)
-    z = _noise(g_rng, 1, config)
+    z = inference.noise(g_rng, 1, config)
     params = {
         "generator": modules["generator"].init(
             g_rng, visual_context, acoustic_context, style, z=z)["params"]}
@@ -387,7 +280,7 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
     warm_up_steps = 0
   warm_up_step_fn = (functools.partial(step_fn, critic_on=False)
                      if warm_up_steps else None)
-  make_batches = stage_runner.host_batches(
+  make_batches = batches.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
       fields=("video", "reference", "target"))
@@ -407,7 +300,7 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   def export_fn(state):
     exported = {"generator": state_lib.averaged_params(state, "generator")}
     exported.update({name: state_lib.averaged_params(state, name) if joint
-                     else encoder_params[name] for name in ENCODERS})
+                     else encoder_params[name] for name in inference.ENCODERS})
     return exported
 
   return stage_runner.StageSpec(
@@ -426,17 +319,17 @@ def _preview_fn(config, modules, frozen_encoders, joint, manual_dir, data_dir,
 
   @jax.jit
   def generate_preview(params, batch):
-    encoders = ({n: params[n] for n in ENCODERS} if joint
+    encoders = ({n: params[n] for n in inference.ENCODERS} if joint
                 else frozen_encoders)
-    z = _noise(jax.random.PRNGKey(0), num_clips, config)
-    return generate(modules, params["generator"], encoders, batch, z)
+    z = inference.noise(jax.random.PRNGKey(0), num_clips, config)
+    return inference.generate(modules, params["generator"], encoders, batch, z)
 
   def summary_fn(state, step):
     del step
     if not fixed:  # Read once, at the first log step.
       dataset = pipeline.make_dataset(
           config.data.name, "test", global_batch_size=num_clips,
-          data_dir=data_dir, builder_kwargs=stage_runner.data_kwargs(config),
+          data_dir=data_dir, builder_kwargs=batches.data_kwargs(config),
           shuffle=False, repeat=False, manual_dir=manual_dir,
           process_index=0, process_count=1)
       batch = next(dataset.as_numpy_iterator())

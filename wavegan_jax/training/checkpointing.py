@@ -39,6 +39,8 @@ from wavegan_jax import errors
 from wavegan_jax.training import parallel
 
 PyTree = Any
+# A stage's params-only export: <workdir>/<stage>/export.
+EXPORT_DIR = 'export'
 
 
 CheckpointMismatchError = errors.CheckpointMismatchError
@@ -134,6 +136,11 @@ def _locate_params(path) -> tuple[epath.Path, bool]:
   if (path / 'default').is_dir():
     return path / 'default', True
   return path, False
+
+
+def export_path(workdir: str, stage: str) -> str:
+  """Where a stage of a run writes its params-only export."""
+  return os.path.join(workdir, stage, EXPORT_DIR)
 
 
 def export_params(path: str, params: PyTree) -> None:

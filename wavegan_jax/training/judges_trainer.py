@@ -14,7 +14,7 @@ After the last step the judge classifies the whole evaluation split
 """
 
 import functools
-from typing import Iterator, Optional
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -22,19 +22,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from wavegan_jax.data import pipeline
-from wavegan_jax.models import judge as judge_lib
+from wavegan_jax import inference
+from wavegan_jax.data import batches
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 
 STAGE = "judges"
 EVAL_BATCH_SIZE = 100
-
-
-def model(config: ml_collections.ConfigDict) -> judge_lib.AudioJudge:
-  """The AudioJudge of a judges config (its `judges.model` kwargs)."""
-  return judge_lib.AudioJudge(sample_rate=config.data.sample_rate,
-                              **config.judges.model)
 
 
 def parse_digits(clip_ids) -> np.ndarray:
@@ -52,36 +46,6 @@ def parse_digits(clip_ids) -> np.ndarray:
                        "'{digit}_{speaker}_{take}'")
     digits.append(int(head))
   return np.asarray(digits, np.int32)
-
-
-def split_clips(config: ml_collections.ConfigDict, split: str, *,
-                manual_dir: Optional[str] = None,
-                data_dir: Optional[str] = None,
-                fields=("target", "digit", "speaker"),
-                limit: Optional[int] = None) -> dict:
-  """A whole AV-digits split in file order, as numpy arrays.
-
-  Args:
-    config: a config with an av_digits `data` block.
-    split: the TFDS split (e.g. 'test', 'train[:100]').
-    manual_dir: raw data folder, used when the data is not prepared yet.
-    data_dir: the TFDS data dir.
-    fields: the fields to keep.
-    limit: keep at most this many examples.
-
-  Returns:
-    {field: array [num_examples, ...]}.
-  """
-  dataset = pipeline.whole_split(
-      config.data.name, split, data_dir=data_dir, manual_dir=manual_dir,
-      builder_kwargs=stage_runner.data_kwargs(config))
-  if limit is not None:
-    dataset = dataset.unbatch().take(limit).batch(64)
-  parts = {field: [] for field in fields}
-  for batch in dataset.as_numpy_iterator():
-    for field in fields:
-      parts[field].append(batch[field])
-  return {field: np.concatenate(values) for field, values in parts.items()}
 
 
 def augment(rng: jax.Array, audio: jax.Array, *, max_shift: int,
@@ -175,7 +139,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
     raise stage_runner.UserFacingError(
         f"the judges train on av_digits clips; data.name is "
         f"{config.data.name!r}")
-  judge = model(config)
+  judge = inference.judge_model(config)
   optimizer = stage_runner.optimizer_from(train_config)
   seed = config.seed + 5
   eval_split = config.judges.eval_split
@@ -190,7 +154,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
       augment_kwargs=dict(config.judges.augment),
       weights=dict(config.judges.loss_weights),
       use_references=config.judges.use_references)
-  train_batches = stage_runner.host_batches(
+  train_batches = batches.host_batches(
       config, split="train", global_batch_size=train_config.batch_size,
       seed=seed, manual_dir=manual_dir, data_dir=data_dir,
       fields=("target", "reference", "digit", "speaker", "reference_id"))
@@ -201,7 +165,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
       yield batch
 
   def final_fn(state) -> dict:
-    clips = split_clips(config, eval_split, manual_dir=manual_dir,
+    clips = batches.split_clips(config, eval_split, manual_dir=manual_dir,
                         data_dir=data_dir)
     return held_out_accuracy(judge, state["params"][STAGE], clips, eval_split)
 

@@ -24,14 +24,12 @@ import numpy as np
 
 from wavegan_jax import errors
 from wavegan_jax import spectral
-from wavegan_jax.data import pipeline
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import loop
 from wavegan_jax.training import parallel
 from wavegan_jax.training import state as state_lib
 
 PyTree = Any
-EXPORT_DIR = "export"
 FINAL_METRICS = "final_metrics.json"
 
 
@@ -86,69 +84,6 @@ def ema_decay_from(train_config) -> Optional[float]:
         f"train.ema_decay must be in [0, 1) (0 or None: no EMA), got "
         f"{decay!r}")
   return float(decay)
-
-
-def data_kwargs(config: ml_collections.ConfigDict) -> dict:
-  """The TFDS builder name and config fields of an experiment's data."""
-  data = config.data
-  fields = dict(data.get("builder_kwargs", {}))
-  if data.name in ("av_digits", "av_folder"):
-    # The clip geometry the models are built for is the data's too.
-    fields.update(sample_rate=data.sample_rate, num_samples=data.num_samples,
-                  num_frames=data.num_frames, frame_size=data.frame_size)
-  return fields
-
-
-def host_batches(config: ml_collections.ConfigDict, *, split: str,
-                 global_batch_size: int, seed: int,
-                 manual_dir: Optional[str], data_dir: Optional[str],
-                 fields: Sequence[str]) -> Callable[[int],
-                                                    Iterator[dict]]:
-  """make_batches(start_step) for loop.run_stage, resumable by skipping.
-
-  The stream is a seeded shuffle repeated forever, so batch i is the same
-  in every run; a resumed run skips the batches of the steps already done.
-
-  By default every process reads the whole split, forms the same global
-  batch and keeps its own rows of it, so the global batch of a step does not
-  depend on the number of processes (a 2-process run trains exactly as a
-  1-process one). With `config.data.per_process_files = True` each process
-  instead reads only its part of the split (tfds.split_for_jax_process):
-  the scalable choice for data sets too large to read on every host.
-
-  Args:
-    config: the experiment config (its `data` block).
-    split: the TFDS split.
-    global_batch_size: examples per step over all processes.
-    seed: the shuffle seed.
-    manual_dir: raw data folder, used when the data is not prepared yet.
-    data_dir: the TFDS data dir.
-    fields: the batch fields the step uses (others are dropped).
-
-  Returns:
-    A function start_step -> iterator of this process's numpy batches.
-  """
-  process_count = jax.process_count()
-  process_index = jax.process_index()
-  if global_batch_size % process_count:
-    raise UserFacingError(
-        f"batch_size {global_batch_size} is not divisible by the "
-        f"{process_count} processes")
-  local_batch_size = global_batch_size // process_count
-  per_process_files = config.data.get("per_process_files", False)
-
-  def make_batches(start_step: int) -> Iterator[dict]:
-    dataset = pipeline.make_dataset(
-        config.data.name, split, global_batch_size=global_batch_size,
-        data_dir=data_dir, builder_kwargs=data_kwargs(config), seed=seed,
-        manual_dir=manual_dir,
-        process_index=process_index if per_process_files else 0,
-        process_count=process_count if per_process_files else 1)
-    start = 0 if per_process_files else process_index * local_batch_size
-    rows = slice(start, start + local_batch_size)
-    dataset = dataset.map(lambda batch: {k: batch[k][rows] for k in fields})
-    return dataset.skip(start_step).as_numpy_iterator()
-  return make_batches
 
 
 def spectrogram_images(audio: jax.Array, n_fft: int = 256,
@@ -207,10 +142,6 @@ class StageSpec:
   warm_up_fast_step_fn: Optional[Callable] = None
 
 
-def export_path(workdir: str, stage: str) -> str:
-  return os.path.join(workdir, stage, EXPORT_DIR)
-
-
 def is_finished(workdir: str, stage: str) -> bool:
   """Whether the stage wrote its final metrics (and so its export)."""
   return os.path.exists(os.path.join(workdir, stage, FINAL_METRICS))
@@ -267,7 +198,7 @@ def export_checkpoint(workdir: str, stage: str, step: int, weights: str,
   # Critics ('discriminator', 'spectral_discriminator') are not exported.
   models = {name: params for name, params in models.items()
             if not name.endswith("discriminator")}
-  own_export = export_path(workdir, stage)
+  own_export = checkpointing.export_path(workdir, stage)
   if stage == "generator" and os.path.isdir(own_export):
     # Frozen ('separate') encoders are not in the state: the run's export
     # holds them.
@@ -278,7 +209,7 @@ def export_checkpoint(workdir: str, stage: str, step: int, weights: str,
       os.path.join(output_workdir, CONFIG_FILE), "w") as target:
     target.write(source.read())
   checkpointing.export_params(
-      os.path.abspath(export_path(output_workdir, stage)), models)
+      os.path.abspath(checkpointing.export_path(output_workdir, stage)), models)
   return sorted(models)
 
 
@@ -348,7 +279,7 @@ def run(spec: StageSpec, workdir: str,
     with loop.warn_if_slow(spec.name, "closing the checkpoint manager"):
       checkpointer.close()
   with loop.warn_if_slow(spec.name, "writing the export"):
-    checkpointing.export_params(export_path(workdir, spec.name),
+    checkpointing.export_params(checkpointing.export_path(workdir, spec.name),
                                 spec.export_fn(state))
   if spec.final_fn is not None:
     metrics = {**metrics, **spec.final_fn(state)}

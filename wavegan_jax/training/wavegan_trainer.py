@@ -19,56 +19,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax import spectral
+from wavegan_jax.data import batches
 from wavegan_jax.data import pipeline
 from wavegan_jax.models import specgan as specgan_lib
 from wavegan_jax.models import vocoder_discriminators
-from wavegan_jax.models import wavegan as wavegan_lib
 from wavegan_jax.training import gan
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 
 STAGE = "wavegan"
-# What the generator makes and the critic scores: waveforms (WaveGAN) or
-# normalised log-magnitude spectrograms inverted by Griffin-Lim (SpecGAN).
-REPRESENTATIONS = ("waveform", "spectrogram")
-
-
-def representation_of(config: ml_collections.ConfigDict) -> str:
-  """`wavegan.representation` ('waveform' when absent), checked.
-
-  Raises:
-    ValueError: for a name not in REPRESENTATIONS.
-  """
-  representation = config.wavegan.get("representation", "waveform")
-  if representation not in REPRESENTATIONS:
-    raise ValueError(f"wavegan.representation must be one of "
-                     f"{REPRESENTATIONS}, got {representation!r}")
-  return representation
-
-
-def models(config: ml_collections.ConfigDict):
-  """(generator, discriminator) of the config."""
-  slice_len = config.data.builder_kwargs.slice_len
-  channels = config.data.builder_kwargs.num_channels
-  if representation_of(config) == "spectrogram":
-    return (specgan_lib.SpecGANGenerator(
-        slice_len=slice_len, num_channels=channels, **config.wavegan.model),
-            specgan_lib.SpecGANDiscriminator(**config.wavegan.discriminator))
-  generator = wavegan_lib.WaveGANGenerator(
-      slice_len=slice_len, num_channels=channels, **config.wavegan.model)
-  discriminator = wavegan_lib.WaveGANDiscriminator(
-      slice_len=slice_len, **config.wavegan.discriminator)
-  return generator, discriminator
-
-
-def critic_input_shape(config: ml_collections.ConfigDict, pack: int = 1):
-  """The shape of one critic input: a (packed) waveform or a spectrogram."""
-  if representation_of(config) == "spectrogram":
-    return (1, specgan_lib.SPEC_BINS, specgan_lib.SPEC_BINS, 1)
-  builder = config.data.builder_kwargs
-  return (1, builder.slice_len, builder.num_channels * pack)
 
 
 def _generate(generator, g_params, z, spectrogram):
@@ -90,11 +52,6 @@ def _critic_real(generator, g_params, audio, spectrogram):
   return generator.apply({"params": g_params}, audio,
                          method=specgan_lib.SpecGANGenerator
                          .normalized_spectrogram)
-
-
-def sample_latents(rng, batch_size, latent_dim):
-  return jax.random.uniform(rng, (batch_size, latent_dim), jnp.float32,
-                            -1.0, 1.0)
 
 
 def pack_examples(waveforms, pack: int):
@@ -166,7 +123,7 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
 
   def fake_fn(fake_rng, start, size):
     del start
-    z = sample_latents(fake_rng, size * pack, latent_dim)
+    z = inference.sample_latents(fake_rng, size * pack, latent_dim)
     return pack_examples(_generate(generator, g_params_now, z, spectrogram),
                          pack)
 
@@ -175,7 +132,8 @@ def _step(state, batch, rng, *, generator, discriminator, g_optimizer,
       kind=kind, gp_weight=gp_weight, optimizer=d_optimizer,
       gp_examples=gp_examples)
 
-  z = sample_latents(g_rng, batch["audio"].shape[0] // d_steps, latent_dim)
+  z = inference.sample_latents(g_rng, batch["audio"].shape[0] // d_steps,
+                               latent_dim)
   d_params = state["params"]["discriminator"]
 
   real_clips = batch["audio"][:z.shape[0]]
@@ -259,7 +217,7 @@ def spectral_critic_from(config: ml_collections.ConfigDict, optimizer):
     weights[key] = float(value)
   if not any(weights.values()):
     return None
-  if representation_of(config) != "waveform":
+  if inference.representation_of(config) != "waveform":
     raise stage_runner.UserFacingError(
         "wavegan.spectral_critic reads waveforms; the spectrogram "
         "representation (SpecGAN) needs its weights at 0")
@@ -318,7 +276,7 @@ def _simultaneous_step(state, batch, rng, *, generator, discriminator,
                                     batch["audio"], spectrogram), pack)
   z_rng, d_rng = jax.random.split(rng)
   critic = _critic_fn(discriminator)
-  z = sample_latents(z_rng, batch["audio"].shape[0], latent_dim)
+  z = inference.sample_latents(z_rng, batch["audio"].shape[0], latent_dim)
 
   def loss_fn(params):
     outputs = _generate(generator, params["generator"], z, spectrogram)
@@ -550,10 +508,10 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   """The StageSpec of the unconditional WaveGAN."""
   train_config = stage_runner.stage_train_config(config, STAGE)
   try:
-    spectrogram = representation_of(config) == "spectrogram"
+    spectrogram = inference.representation_of(config) == "spectrogram"
   except ValueError as error:
     raise stage_runner.UserFacingError(str(error)) from error
-  generator, discriminator = models(config)
+  generator, discriminator = inference.wavegan_models(config)
   g_optimizer = stage_runner.optimizer_from(train_config)
   d_optimizer = stage_runner.optimizer_from(train_config, prefix="d_")
   latent_dim = config.wavegan.latent_dim
@@ -595,13 +553,13 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
       g_params = {**g_params, "log_magnitude_mean": jnp.asarray(mean),
                   "log_magnitude_std": jnp.asarray(std)}
     d_params = discriminator.init(
-        d_rng, jnp.zeros(critic_input_shape(config, pack)))["params"]
+        d_rng, jnp.zeros(inference.critic_input_shape(config, pack)))["params"]
     params = {"generator": g_params, "discriminator": d_params}
     optimizers = {"generator": g_optimizer, "discriminator": d_optimizer}
     if spectral_critic is not None:
       params["spectral_discriminator"] = spectral_critic["module"].init(
           jax.random.fold_in(d_rng, 1),
-          jnp.zeros(critic_input_shape(config)))["params"]
+          jnp.zeros(inference.critic_input_shape(config)))["params"]
       optimizers["spectral_discriminator"] = d_optimizer
     return state_lib.create_train_state(
         params, optimizers, ema_decay=ema_decay, ema_models=("generator",))
@@ -613,9 +571,10 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
                 mode_seeking_weight=mode_seeking_weight_from(
                     adversarial, train_config.batch_size),
                 mode_seeking_features=mode_seeking_features_from(
-                    adversarial, representation_of(config),
+                    adversarial, inference.representation_of(config),
                     config.data.builder_kwargs.sample_rate),
-                **loudness_from(adversarial, representation_of(config),
+                **loudness_from(adversarial,
+                                inference.representation_of(config),
                                 config.data.builder_kwargs),
                 spectrogram=spectrogram)
   if simultaneous_from(adversarial):
@@ -624,12 +583,13 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
     step_fn = functools.partial(_step, kind=adversarial.loss,
                                 d_steps=adversarial.d_steps,
                                 spectral_critic=spectral_critic, **common)
-  make_batches = stage_runner.host_batches(
+  make_batches = batches.host_batches(
       config, split="train",
       global_batch_size=train_config.batch_size * adversarial.d_steps,
       seed=seed, manual_dir=folder_manual_dir, data_dir=data_dir,
       fields=("audio",))
-  preview_z = sample_latents(jax.random.PRNGKey(seed + 1000), 4, latent_dim)
+  preview_z = inference.sample_latents(jax.random.PRNGKey(seed + 1000), 4,
+                                       latent_dim)
   sample_rate = config.data.builder_kwargs.sample_rate
 
   @jax.jit

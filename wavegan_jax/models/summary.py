@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from wavegan_jax import inference
+
 
 @dataclasses.dataclass
 class ModelSummary:
@@ -57,10 +59,8 @@ def _summarize(name, module, *args, **kwargs) -> ModelSummary:
 
 
 def _av_models(config) -> list[ModelSummary]:
-  # pylint: disable=g-import-not-at-top
-  from wavegan_jax.training import av_generator
-  modules = av_generator.models(config)
-  inputs = av_generator.example_inputs(config)
+  modules = inference.av_models(config)
+  inputs = inference.av_example_inputs(config)
   acoustic_params = modules["acoustic"].init(jax.random.PRNGKey(0),
                                              inputs["target"])
   visual_params = modules["visual"].init(jax.random.PRNGKey(0),
@@ -90,21 +90,17 @@ def _av_models(config) -> list[ModelSummary]:
 
 
 def _wavegan_models(config) -> list[ModelSummary]:
-  from wavegan_jax.training import wavegan_trainer  # pylint: disable=g-import-not-at-top
-  generator, discriminator = wavegan_trainer.models(config)
+  generator, discriminator = inference.wavegan_models(config)
   return [
       _summarize("generator", generator,
                  jnp.zeros((1, config.wavegan.latent_dim))),
       _summarize("discriminator", discriminator,
-                 jnp.zeros(wavegan_trainer.critic_input_shape(config))),
+                 jnp.zeros(inference.critic_input_shape(config))),
   ]
 
 
 def _judge_models(config) -> list[ModelSummary]:
-  from wavegan_jax.models import judge  # pylint: disable=g-import-not-at-top
-  model = judge.AudioJudge(sample_rate=config.data.sample_rate,
-                           **config.judges.model)
-  return [_summarize("judge", model,
+  return [_summarize("judge", inference.judge_model(config),
                      jnp.zeros((1, config.data.num_samples)))]
 
 
