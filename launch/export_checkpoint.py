@@ -46,10 +46,10 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   # pylint: disable=g-import-not-at-top
-  from wavegan_jax.training import stage_runner
+  from wavegan_jax.training import export
   # pylint: enable=g-import-not-at-top
   # A user error ends in one line and exit 2 (errors.cli_main).
-  models = stage_runner.export_checkpoint(
+  models = export.export_checkpoint(
       _WORKDIR.value, _STAGE.value, _STEP.value, _WEIGHTS.value,
       _OUTPUT_WORKDIR.value)
   print(f"exported {_WEIGHTS.value} weights of {_WORKDIR.value} "

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from experiments import av_digits as av_digits_config
+from wavegan_jax import errors
 from wavegan_jax.data import augment
 from wavegan_jax.data import av_digits
 from wavegan_jax.training import autoencoders
-from wavegan_jax.training import stage_runner
 
 ON = dict(fraction=1.0, scale=(0.6, 1.4), translate=0.2, stroke=1.5,
           invert=0.5, contrast=0.3)
@@ -154,6 +154,6 @@ def test_wrapped_batches_are_seeded_by_step_and_resume_the_same():
 def test_bad_values_are_named(block, named):
   with pytest.raises(augment.AugmentConfigError, match=re.escape(named)):
     augment.params_from_config(_config(block))
-  with pytest.raises(stage_runner.UserFacingError):
+  with pytest.raises(errors.UserFacingError):
     autoencoders.augmented(lambda start: iter([]), _config(block), "visual",
                            0)

@@ -21,11 +21,12 @@ from experiments import wavegan as wavegan_config
 from tests.conftest import assert_trees_equal
 from tests.conftest import load_launch_script
 from tests.conftest import tiny_specgan_config
+from wavegan_jax import errors
 from wavegan_jax.evaluation import evaluate
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import metrics as metrics_lib
 from wavegan_jax.training import checkpointing
-from wavegan_jax.training import stage_runner
+from wavegan_jax.training import export
 from wavegan_jax.training import trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -388,7 +389,7 @@ def test_probe_encoders_without_exports_names_the_stage(trained, tmp_path):
   untrained = tmp_path / "untrained"
   untrained.mkdir()
   shutil.copy(runs / "av" / "config.json", untrained / "config.json")
-  with pytest.raises(stage_runner.UserFacingError,
+  with pytest.raises(errors.UserFacingError,
                      match=r"needs the acoustic stage's export"):
     load_launch_script("probe_encoders").probe(str(untrained), None, None,
                                                batch_size=8)
@@ -407,14 +408,14 @@ def test_export_checkpoint_writes_a_step_that_evaluates(
       str(workdir / "wavegan" / "checkpoints"), 2)
   for weights, source in (("last", "params"), ("ema", "ema_params")):
     out = tmp_path / f"step2_{weights}"
-    assert stage_runner.export_checkpoint(
+    assert export.export_checkpoint(
         str(workdir), "wavegan", 2, weights, str(out)) == ["generator"]
     exported = checkpointing.load_params(
         checkpointing.export_path(str(out), "wavegan"))
     assert_trees_equal(exported, {"generator": saved[source]["generator"]})
   # The last step's EMA is what the run exported itself.
-  stage_runner.export_checkpoint(str(workdir), "wavegan", 4, "ema",
-                                 str(tmp_path / "step4"))
+  export.export_checkpoint(str(workdir), "wavegan", 4, "ema",
+                           str(tmp_path / "step4"))
   assert_trees_equal(
       checkpointing.load_params(checkpointing.export_path(
           str(tmp_path / "step4"), "wavegan")),

@@ -17,10 +17,12 @@ import tensorflow as tf
 
 from tests.conftest import assert_trees_equal
 from tests.conftest import tiny_av_config
+from wavegan_jax import errors
 from wavegan_jax import inference
 from wavegan_jax.training import autoencoders
 from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
+from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
 
@@ -193,7 +195,7 @@ def test_joint_frozen_entry_matching_nothing_is_named(entry, message):
   params = {"acoustic": {"encoder_lstm": {"kernel": np.zeros(2)}},
             "visual": {"conv_layers_0": {"kernel": np.zeros(2)}}}
   config = tiny_config(**{"generator.joint_frozen": (entry,)})
-  with pytest.raises(stage_runner.UserFacingError, match=message):
+  with pytest.raises(errors.UserFacingError, match=message):
     av_generator.joint_frozen_mask(config, params)
 
 
@@ -367,7 +369,7 @@ def test_visual_fractions_from_the_config(key, count, of_what, cases):
   for off in (1.0, 0, None):  # All frames.
     assert count(_visual_config(**{key: off})) is None
   for bad in (1.5, -0.25, "half", True, False):
-    with pytest.raises(stage_runner.UserFacingError,
+    with pytest.raises(errors.UserFacingError,
                        match=rf"visual.{key} must be a fraction in "
                        rf"\(0, 1\] of {of_what} .* got " + repr(bad)):
       count(_visual_config(**{key: bad}))
@@ -402,7 +404,7 @@ def test_frame_budget_steps_ran_and_train_like_full_steps(
 def test_joint_encoders_step_at_the_scaled_learning_rate(scale):
   config = tiny_config(**{
       "generator.train.encoder_learning_rate_scale": scale})
-  train_config = stage_runner.stage_train_config(config, "generator")
+  train_config = optimizers_lib.stage_train_config(config, "generator")
   encoder_train = av_generator.encoder_train_config(train_config)
   assert encoder_train.learning_rate == pytest.approx(
       train_config.learning_rate * scale)
@@ -410,7 +412,7 @@ def test_joint_encoders_step_at_the_scaled_learning_rate(scale):
   grads = {"w": np.array([2.0, -0.5, 1e-3], np.float32)}
   updates = {}
   for name, tc in (("generator", train_config), ("encoder", encoder_train)):
-    optimizer = stage_runner.optimizer_from(tc)
+    optimizer = optimizers_lib.optimizer_from(tc)
     updates[name], _ = optimizer.update(grads, optimizer.init(params), params)
   # Adam's first update is -lr * g / (|g| + eps): the ratio is the scale.
   np.testing.assert_allclose(np.asarray(updates["encoder"]["w"]),
@@ -423,8 +425,8 @@ def test_joint_encoders_step_at_the_scaled_learning_rate(scale):
 def test_bad_encoder_learning_rate_scale_is_named(scale):
   config = tiny_config(**{
       "generator.train.encoder_learning_rate_scale": scale})
-  train_config = stage_runner.stage_train_config(config, "generator")
-  with pytest.raises(stage_runner.UserFacingError,
+  train_config = optimizers_lib.stage_train_config(config, "generator")
+  with pytest.raises(errors.UserFacingError,
                      match="encoder_learning_rate_scale must be a positive"):
     av_generator.encoder_train_config(train_config)
 

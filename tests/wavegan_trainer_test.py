@@ -11,13 +11,13 @@ import pytest
 
 from experiments import wavegan as wavegan_config
 from tests.conftest import tiny_specgan_config
+from wavegan_jax import errors
 from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax import spectral
 from wavegan_jax.data import pipeline
 from wavegan_jax.models import specgan
 from wavegan_jax.training import gan
-from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 from wavegan_jax.training import wavegan_trainer
 
@@ -84,7 +84,7 @@ def test_step_reads_d_steps_batches(manual_dir, tmp_path):
 def test_bad_d_steps_is_named(d_steps):
   config = wavegan_config.get_config("tiny").unlock()
   config.wavegan.adversarial.d_steps = d_steps
-  with pytest.raises(stage_runner.UserFacingError,
+  with pytest.raises(errors.UserFacingError,
                      match=rf"d_steps must be a positive int, got {d_steps}"):
     wavegan_trainer.make_spec(config)
 
@@ -141,7 +141,7 @@ def test_ema_decay_zero_keeps_no_copy_and_exports_the_weights():
 def test_bad_ema_decay_is_named(decay):
   config = wavegan_config.get_config("tiny").unlock()
   config.train.ema_decay = decay
-  with pytest.raises(stage_runner.UserFacingError,
+  with pytest.raises(errors.UserFacingError,
                      match=rf"train.ema_decay must be in \[0, 1\).*got "
                      rf"{decay}"):
     wavegan_trainer.make_spec(config)
@@ -211,7 +211,7 @@ def _assert_make_spec_names(message, **adversarial):
   config = wavegan_config.get_config("tiny").unlock()
   config.train.batch_size = 4
   config.wavegan.adversarial.update(adversarial)
-  with pytest.raises(stage_runner.UserFacingError, match=message):
+  with pytest.raises(errors.UserFacingError, match=message):
     wavegan_trainer.make_spec(config)
 
 
@@ -307,7 +307,7 @@ def test_simultaneous_step_costs_fewer_flops_than_alternating():
 def test_bad_simultaneous_is_named(overrides, message):
   config = wavegan_config.get_config("tiny").unlock()
   config.wavegan.adversarial.update(overrides)
-  with pytest.raises(stage_runner.UserFacingError, match=message):
+  with pytest.raises(errors.UserFacingError, match=message):
     wavegan_trainer.make_spec(config)
 
 
@@ -327,7 +327,7 @@ def test_bad_minibatch_std_group_is_named(group, batch_size, gp_examples,
   config.wavegan.adversarial.d_steps = 1
   config.wavegan.adversarial.gp_examples = gp_examples
   config.wavegan.discriminator.minibatch_std_group = group
-  with pytest.raises(stage_runner.UserFacingError, match=message):
+  with pytest.raises(errors.UserFacingError, match=message):
     wavegan_trainer.make_spec(config)
 
 
@@ -510,7 +510,7 @@ def test_log_mel_mode_seeking_on_a_specgan_is_named():
   config = tiny_specgan_config().unlock()
   config.wavegan.adversarial.mode_seeking_weight = 1.0
   config.wavegan.adversarial.mode_seeking_space = "log_mel"
-  with pytest.raises(stage_runner.UserFacingError,
+  with pytest.raises(errors.UserFacingError,
                      match="mode_seeking_space='log_mel' reads waveforms; a "
                            "spectrogram generator's outputs are not"):
     wavegan_trainer.make_spec(config)
@@ -540,7 +540,7 @@ def test_bad_loudness_weight_is_named(weight):
 def test_loudness_on_a_specgan_is_named():
   config = tiny_specgan_config().unlock()
   config.wavegan.adversarial.loudness_weight = 1.0
-  with pytest.raises(stage_runner.UserFacingError,
+  with pytest.raises(errors.UserFacingError,
                      match="loudness_weight=1.0 reads waveforms; a "
                            "spectrogram generator's outputs are not"):
     wavegan_trainer.make_spec(config)
@@ -553,7 +553,7 @@ def test_loudness_frames_are_32_ms_and_need_one_frame():
   assert wavegan_trainer.loudness_from(adversarial, "waveform", builder) == {
       "loudness_weight": 1.0, "loudness_frame_length": 256}
   builder.slice_len = 200
-  with pytest.raises(stage_runner.UserFacingError,
+  with pytest.raises(errors.UserFacingError,
                      match=r"at least one 32 ms frame \(256 samples\), got "
                            r"slice_len 200"):
     wavegan_trainer.loudness_from(adversarial, "waveform", builder)
@@ -563,7 +563,7 @@ def test_mode_seeking_needs_an_even_batch():
   config = wavegan_config.get_config("tiny").unlock()
   config.train.batch_size = 3
   config.wavegan.adversarial.mode_seeking_weight = 1.0
-  with pytest.raises(stage_runner.UserFacingError,
+  with pytest.raises(errors.UserFacingError,
                      match="needs an even train.batch_size, got 3"):
     wavegan_trainer.make_spec(config)
 
@@ -645,7 +645,7 @@ def test_bad_specgan_settings_are_named(overrides, message):
     config.wavegan.representation = overrides["representation"]
   else:
     config.wavegan.adversarial.pack = overrides["adversarial_pack"]
-  with pytest.raises(stage_runner.UserFacingError, match=message):
+  with pytest.raises(errors.UserFacingError, match=message):
     wavegan_trainer.make_spec(config)
 
 
@@ -723,7 +723,7 @@ def test_spectral_critic_adds_its_terms_to_the_generator_then_trains():
 def test_bad_spectral_critic_weights_are_named(overrides, message):
   config = wavegan_config.get_config("tiny").unlock()
   config.wavegan.spectral_critic.update(overrides)
-  with pytest.raises(stage_runner.UserFacingError, match=message):
+  with pytest.raises(errors.UserFacingError, match=message):
     wavegan_trainer.make_spec(config.lock())
 
 
@@ -732,7 +732,7 @@ def test_spectral_critic_needs_the_alternating_step_and_waveforms():
   config.wavegan.spectral_critic.weight = 1.0
   config.wavegan.adversarial.simultaneous = True
   config.wavegan.adversarial.d_steps = 1
-  with pytest.raises(stage_runner.UserFacingError,
+  with pytest.raises(errors.UserFacingError,
                      match="needs the alternating step"):
     wavegan_trainer.make_spec(config.lock())
 

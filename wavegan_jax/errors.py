@@ -5,9 +5,9 @@ it names can be fixed by the user, and a command (launch/*.py) ends on it
 with one line `error: <file or value>: <what is wrong>` on stderr and exit
 status 2 (`cli_main`). A traceback is shown only with --debug or `-v 1`.
 
-The older names stay importable where they were defined
-(stage_runner.UserFacingError, evaluate.EvaluationError, ...); they are these
-classes.
+Some modules name the class they raise under a local alias
+(evaluate.EvaluationError, generate.GenerateError,
+checkpointing.CheckpointMismatchError, ...); each is the class here.
 """
 
 import functools

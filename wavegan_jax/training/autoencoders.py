@@ -15,11 +15,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from wavegan_jax import errors
 from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax.data import augment
 from wavegan_jax.data import batches
 from wavegan_jax.models import visual as visual_lib
+from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 
@@ -33,7 +35,7 @@ def _visual_count(config: ml_collections.ConfigDict, key: str, total: int,
     return None
   if isinstance(fraction, bool) or not isinstance(
       fraction, (int, float)) or not 0 < fraction <= 1:
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"visual.{key} must be a fraction in (0, 1] of {of_what} (0 or "
         f"None: {no_value}), got {fraction!r}")
   count = math.ceil(fraction * total)
@@ -112,7 +114,7 @@ def augmented(make_batches, config: ml_collections.ConfigDict, stage: str,
   try:
     return augment.augmented_batches(make_batches, config, stage, seed)
   except augment.AugmentConfigError as error:
-    raise stage_runner.UserFacingError(str(error)) from error
+    raise errors.UserFacingError(str(error)) from error
 
 
 def acoustic_inputs(batch):
@@ -173,7 +175,7 @@ def _autoencoder_step(state, batch, rng, *, name, model, optimizer,
 def make_spec(config: ml_collections.ConfigDict, name: str, *,
               manual_dir=None, data_dir=None) -> stage_runner.StageSpec:
   """The StageSpec of the 'acoustic' or 'visual' stage."""
-  train_config = stage_runner.stage_train_config(config, name)
+  train_config = optimizers_lib.stage_train_config(config, name)
   if name == "acoustic":
     model = inference.acoustic_model(config)
     inputs_fn, terms_fn = acoustic_inputs, acoustic_terms
@@ -190,7 +192,7 @@ def make_spec(config: ml_collections.ConfigDict, name: str, *,
     example = jnp.zeros((1, config.data.num_frames, size, size, 1), jnp.uint8)
   else:
     raise ValueError(f"Not an autoencoder stage: {name!r}")
-  optimizer = stage_runner.optimizer_from(train_config)
+  optimizer = optimizers_lib.optimizer_from(train_config)
   seed = config.seed + (1 if name == "acoustic" else 2)
 
   def init_fn():

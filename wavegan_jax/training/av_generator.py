@@ -36,14 +36,17 @@ import ml_collections
 import numpy as np
 import optax
 
+from wavegan_jax import errors
 from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax.data import batches
 from wavegan_jax.data import pipeline
 from wavegan_jax.training import autoencoders
 from wavegan_jax.training import gan
+from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
+from wavegan_jax.training import summaries
 
 STAGE = "generator"
 def joint_frozen_mask(config, encoder_params) -> dict:
@@ -62,7 +65,7 @@ def joint_frozen_mask(config, encoder_params) -> dict:
     groups = sorted(encoder_params.get(encoder, {}))
     matched = [g for g in groups if prefix and g.startswith(prefix)]
     if encoder not in inference.ENCODERS or not matched:
-      raise stage_runner.UserFacingError(
+      raise errors.UserFacingError(
           f"generator.joint_frozen entry {entry!r} matches no encoder "
           f"parameters; entries are '<encoder>/<prefix>' with encoder one "
           f"of {inference.ENCODERS}"
@@ -87,7 +90,7 @@ def encoder_train_config(train_config):
   scale = train_config.get("encoder_learning_rate_scale", 1.0)
   if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
       scale > 0 and np.isfinite(scale)):
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         "generator.train.encoder_learning_rate_scale must be a positive "
         f"number, got {scale!r}")
   encoder_train = ml_collections.ConfigDict(train_config.to_dict())
@@ -218,22 +221,22 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
               manual_dir=None, data_dir=None) -> stage_runner.StageSpec:
   """The StageSpec of the generator stage (needs the encoders' exports)."""
   if config.strategy not in ("separate", "joint"):
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"strategy must be 'separate' or 'joint', got {config.strategy!r}")
-  train_config = stage_runner.stage_train_config(config, STAGE)
+  train_config = optimizers_lib.stage_train_config(config, STAGE)
   modules = inference.av_models(config)
   encoder_params = inference.load_encoders(config, workdir, modules)
   joint = config.strategy == "joint"
-  optimizers = {"generator": stage_runner.optimizer_from(train_config)}
+  optimizers = {"generator": optimizers_lib.optimizer_from(train_config)}
   d_train = ml_collections.ConfigDict(train_config.to_dict())
   d_train.update({k[2:]: v for k, v in config.generator.adversarial.items()
                   if k.startswith("d_") and k != "d_steps"})
-  optimizers["discriminator"] = stage_runner.optimizer_from(d_train)
+  optimizers["discriminator"] = optimizers_lib.optimizer_from(d_train)
   frozen_mask = joint_frozen_mask(config, encoder_params) if joint else None
   if joint:
     encoder_train = encoder_train_config(train_config)
     for name in inference.ENCODERS:
-      optimizers[name] = stage_runner.optimizer_from(encoder_train)
+      optimizers[name] = optimizers_lib.optimizer_from(encoder_train)
       if any(jax.tree.leaves(frozen_mask[name])):
         # Zero updates, so that weight decay does not move them either.
         optimizers[name] = optax.chain(
@@ -242,7 +245,7 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   seed = config.seed + 3
   # The averaged models are those the generator's loss trains: the
   # generator, and in 'joint' the encoders it is exported with.
-  ema_decay = stage_runner.ema_decay_from(train_config)
+  ema_decay = optimizers_lib.ema_decay_from(train_config)
   ema_models = ("generator",) + (inference.ENCODERS if joint else ())
   inputs = inference.av_example_inputs(config)
 
@@ -342,8 +345,8 @@ def _preview_fn(config, modules, frozen_encoders, joint, manual_dir, data_dir,
     return {"audio": {"generated": generated[..., None],
                       "real": real[..., None]},
             "images": {"generated_spectrogram":
-                       stage_runner.spectrogram_images(generated),
+                       summaries.spectrogram_images(generated),
                        "real_spectrogram":
-                       stage_runner.spectrogram_images(real)},
+                       summaries.spectrogram_images(real)},
             "sample_rate": config.data.sample_rate}
   return summary_fn

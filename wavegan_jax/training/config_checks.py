@@ -15,7 +15,7 @@ import jax
 import ml_collections
 
 from wavegan_jax import errors
-from wavegan_jax.training import stage_runner
+from wavegan_jax.training import optimizers as optimizers_lib
 
 # (key, least value, whether None is allowed) of a stage's train config.
 _POSITIVE_INTS = (("num_steps", 1, False), ("batch_size", 1, False),
@@ -33,7 +33,7 @@ def _is_int(value) -> bool:
 def _check_stage(config: ml_collections.ConfigDict, stage: str,
                  num_devices: int, num_processes: int) -> None:
   """Raises ConfigError for the first bad value of one stage's config."""
-  train_config = stage_runner.stage_train_config(config, stage)
+  train_config = optimizers_lib.stage_train_config(config, stage)
   own = config[stage].get("train", {})
 
   def where(key):  # The key as the user sets it.
@@ -57,7 +57,7 @@ def _check_stage(config: ml_collections.ConfigDict, stage: str,
       raise errors.ConfigError(
           f"{where(key)}={value!r}: must be a number > 0")
   try:
-    stage_runner.ema_decay_from(train_config)
+    optimizers_lib.ema_decay_from(train_config)
   except errors.UserFacingError as error:
     raise errors.ConfigError(f"{stage}: {error}") from None
   batch_size = train_config.batch_size

@@ -22,8 +22,10 @@ import ml_collections
 import numpy as np
 import optax
 
+from wavegan_jax import errors
 from wavegan_jax import inference
 from wavegan_jax.data import batches
+from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 
@@ -134,13 +136,13 @@ def held_out_accuracy(judge, params, clips: dict, split: str) -> dict:
 def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
               data_dir=None) -> stage_runner.StageSpec:
   """The StageSpec of the judges stage (see the module docstring)."""
-  train_config = stage_runner.stage_train_config(config, STAGE)
+  train_config = optimizers_lib.stage_train_config(config, STAGE)
   if config.data.name != "av_digits":
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"the judges train on av_digits clips; data.name is "
         f"{config.data.name!r}")
   judge = inference.judge_model(config)
-  optimizer = stage_runner.optimizer_from(train_config)
+  optimizer = optimizers_lib.optimizer_from(train_config)
   seed = config.seed + 5
   eval_split = config.judges.eval_split
 

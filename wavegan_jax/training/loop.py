@@ -53,6 +53,7 @@ import tqdm
 from wavegan_jax import errors
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import parallel
+from wavegan_jax.training import summaries
 
 PyTree = Any
 METRICS_FILE = 'metrics.jsonl'
@@ -164,21 +165,6 @@ def _trim_metrics_file(path: str, start_step: int) -> None:
 def _to_json_value(value) -> Any:
   value = np.asarray(value)
   return value.item() if value.ndim == 0 else value.tolist()
-
-
-def _write_summaries(writer, name: str, step: int, summaries: dict) -> None:
-  """Writes summary_fn's {'audio', 'images', 'sample_rate'} output."""
-  audios = summaries.get('audio') or {}
-  images = summaries.get('images') or {}
-  if audios:
-    writer.write_audios(
-        step, {f'{name}/samples/{key}': np.asarray(value)
-               for key, value in audios.items()},
-        sample_rate=int(summaries['sample_rate']))
-  if images:
-    writer.write_images(
-        step, {f'{name}/samples/{key}': np.asarray(value)
-               for key, value in images.items()})
 
 
 def _on_every_process(flag: bool) -> bool:
@@ -372,7 +358,7 @@ def run_stage(*,
         log(step)
       if summary_fn is not None and (step % summary_every == 0 or is_last):
         # On every process: it may run collectives.
-        _write_summaries(writer, name, step, summary_fn(state, step))
+        summaries.write_summaries(writer, name, step, summary_fn(state, step))
         writer.flush()
       if is_checkpoint_step or is_last or preempted:
         checkpointer.save(step, state, force=is_last or preempted)

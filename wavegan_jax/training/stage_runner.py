@@ -1,4 +1,4 @@
-"""What every stage does around its train step: config, data, run, export.
+"""A stage's description (`StageSpec`) and `run`, which trains it.
 
 A stage is described by a `StageSpec` (its name, how to build its step-0
 state, its pure step function, its input stream and its export); `run` then
@@ -20,81 +20,14 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from absl import logging
 import jax
 import ml_collections
-import numpy as np
 
 from wavegan_jax import errors
-from wavegan_jax import spectral
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import loop
 from wavegan_jax.training import parallel
-from wavegan_jax.training import state as state_lib
 
 PyTree = Any
 FINAL_METRICS = "final_metrics.json"
-
-
-UserFacingError = errors.UserFacingError
-
-
-def stage_train_config(config: ml_collections.ConfigDict,
-                       stage: str) -> ml_collections.ConfigDict:
-  """config.train overridden by config.<stage>.train, as one ConfigDict."""
-  merged = ml_collections.ConfigDict(config.train.to_dict())
-  overrides = config[stage].get("train", {})
-  for key, value in dict(overrides).items():
-    merged[key] = value
-  return merged
-
-
-def optimizer_from(train_config, prefix: str = ""):
-  """The Adam optimizer a (stage) train config asks for.
-
-  Args:
-    train_config: a merged stage train config (stage_train_config).
-    prefix: read `<prefix>learning_rate`, `<prefix>b1`, `<prefix>b2` first
-      when present (e.g. 'd_' for a discriminator's own settings).
-
-  Returns:
-    An optax transformation from state.make_optimizer.
-  """
-  def get(key, default=None):
-    return train_config.get(prefix + key, train_config.get(key, default))
-  return state_lib.make_optimizer(
-      learning_rate=get("learning_rate"), b1=get("b1", 0.9),
-      b2=get("b2", 0.999), weight_decay=get("weight_decay", 0.0),
-      grad_clip_norm=get("grad_clip_norm"),
-      warmup_steps=get("warmup_steps", 0),
-      schedule=get("schedule", "constant"),
-      total_steps=train_config.num_steps,
-      decay_start=get("decay_start", 0))
-
-
-def ema_decay_from(train_config) -> Optional[float]:
-  """The EMA decay a stage train config asks for; None (or 0) means none.
-
-  Raises:
-    UserFacingError: if the decay is not in [0, 1).
-  """
-  decay = train_config.get("ema_decay")
-  if decay is None or decay == 0:
-    return None
-  if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not (
-      0.0 < decay < 1.0):
-    raise UserFacingError(
-        f"train.ema_decay must be in [0, 1) (0 or None: no EMA), got "
-        f"{decay!r}")
-  return float(decay)
-
-
-def spectrogram_images(audio: jax.Array, n_fft: int = 256,
-                       hop_length: int = 64) -> np.ndarray:
-  """Log-magnitude spectrograms as [N, freq, time, 1] images in [0, 1]."""
-  magnitude = spectral.magnitude(
-      spectral.stft(audio, n_fft, hop_length), 1e-7)
-  log_magnitude = np.log(np.asarray(magnitude) + 1e-5)
-  image = np.flip(np.transpose(log_magnitude, (0, 2, 1)), axis=1)
-  low, high = image.max() - 8.0, image.max()  # An 80 dB-ish window.
-  return ((np.clip(image, low, high) - low) / (high - low))[..., None]
 
 
 @dataclasses.dataclass
@@ -147,80 +80,12 @@ def is_finished(workdir: str, stage: str) -> bool:
   return os.path.exists(os.path.join(workdir, stage, FINAL_METRICS))
 
 
-WEIGHTS = ("last", "ema")
-CONFIG_FILE = "config.json"
-
-
-def export_checkpoint(workdir: str, stage: str, step: int, weights: str,
-                      output_workdir: str) -> list:
-  """Writes one checkpoint's weights as a run that evaluate/generate read.
-
-  The output workdir gets the run's config.json and `<stage>/export` with
-  the models of that step: the last weights or their EMA copies (where kept;
-  models without one, and frozen encoders, as the run's own export has
-  them). The critic is left out, as in a stage's own export.
-
-  Args:
-    workdir: the trained run.
-    stage: 'wavegan' or 'generator'.
-    step: a step of <workdir>/<stage>/checkpoints.
-    weights: 'last' (state['params']) or 'ema' (state['ema_params']).
-    output_workdir: a new directory (an existing export is replaced).
-
-  Returns:
-    The names of the exported models.
-
-  Raises:
-    UserFacingError: no such run, stage, step or EMA; an unknown `weights`.
-  """
-  if weights not in WEIGHTS:
-    raise UserFacingError(f"weights must be one of {WEIGHTS}, got "
-                          f"{weights!r}")
-  config_path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.isfile(config_path):
-    raise UserFacingError(f"{workdir} has no {CONFIG_FILE}: not a run "
-                          "written by launch/train.py")
-  directory = os.path.join(workdir, stage, "checkpoints")
-  steps = sorted(int(name) for name in (
-      os.listdir(directory) if os.path.isdir(directory) else [])
-                 if name.isdigit())
-  if step not in steps:
-    raise UserFacingError(f"no checkpoint of step {step} in {directory}; "
-                          f"steps there: {steps}")
-  state = checkpointing.load_step(directory, step)
-  models = dict(state["params"])
-  if weights == "ema":
-    if not state.get("ema_params"):
-      raise UserFacingError(
-          f"step {step} of {directory} keeps no EMA copies (the run had "
-          "train.ema_decay off); export weights='last'")
-    models.update(state["ema_params"])
-  # Critics ('discriminator', 'spectral_discriminator') are not exported.
-  models = {name: params for name, params in models.items()
-            if not name.endswith("discriminator")}
-  own_export = checkpointing.export_path(workdir, stage)
-  if stage == "generator" and os.path.isdir(own_export):
-    # Frozen ('separate') encoders are not in the state: the run's export
-    # holds them.
-    saved = checkpointing.load_params(own_export)
-    models.update({name: saved[name] for name in saved if name not in models})
-  os.makedirs(output_workdir, exist_ok=True)
-  with open(config_path) as source, open(
-      os.path.join(output_workdir, CONFIG_FILE), "w") as target:
-    target.write(source.read())
-  checkpointing.export_params(
-      os.path.abspath(checkpointing.export_path(output_workdir, stage)), models)
-  return sorted(models)
-
-
-def run(spec: StageSpec, workdir: str,
-        init_from: Optional[str] = None) -> dict:
+def run(spec: StageSpec, workdir: str) -> dict:
   """Restores or initialises a stage, trains it, exports its params.
 
   Args:
     spec: the stage.
     workdir: the experiment's run directory.
-    init_from: params to start from when the stage has no checkpoint.
 
   Returns:
     The stage's final metrics as written to final_metrics.json: the step,
@@ -233,11 +98,10 @@ def run(spec: StageSpec, workdir: str,
       os.path.join(stage_dir, "checkpoints"),
       max_to_keep=train_config.keep_checkpoints)
   try:
-    state, source = checkpointer.restore_or_init(spec.init_fn, init_from,
-                                                 mesh=mesh)
+    state, source = checkpointer.restore_or_init(spec.init_fn, mesh=mesh)
   except checkpointing.CheckpointMismatchError as error:
     checkpointer.close()
-    raise UserFacingError(str(error)) from error
+    raise errors.UserFacingError(str(error)) from error
   logging.info("Stage %s: state from %s at step %d", spec.name, source,
                int(jax.device_get(state["step"])))
   compiled_step = parallel.compile_train_step(spec.step_fn, mesh)
@@ -274,7 +138,7 @@ def run(spec: StageSpec, workdir: str,
           metrics_to_show=spec.metrics_to_show, mesh=mesh,
           preemption_guard=guard, warm_up=warm_up)
   except loop.NonFiniteError as error:
-    raise UserFacingError(str(error)) from error
+    raise errors.UserFacingError(str(error)) from error
   finally:
     with loop.warn_if_slow(spec.name, "closing the checkpoint manager"):
       checkpointer.close()

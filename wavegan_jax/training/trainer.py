@@ -15,12 +15,13 @@ from absl import logging
 import jax
 import ml_collections
 
+from wavegan_jax import errors
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import config_checks
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import workdir as workdir_lib
 
-UserFacingError = stage_runner.UserFacingError
+UserFacingError = errors.UserFacingError
 MANUAL_DIR_ENV = "WAVEGAN_MANUAL_DIR"
 
 

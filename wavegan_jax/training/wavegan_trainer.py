@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from wavegan_jax import errors
 from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax import spectral
@@ -27,8 +28,10 @@ from wavegan_jax.data import pipeline
 from wavegan_jax.models import specgan as specgan_lib
 from wavegan_jax.models import vocoder_discriminators
 from wavegan_jax.training import gan
+from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
+from wavegan_jax.training import summaries
 
 STAGE = "wavegan"
 
@@ -211,18 +214,18 @@ def spectral_critic_from(config: ml_collections.ConfigDict, optimizer):
     value = settings.pop(key, 0.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
         np.isfinite(value) and value >= 0):
-      raise stage_runner.UserFacingError(
+      raise errors.UserFacingError(
           f"wavegan.spectral_critic.{key} must be a finite number >= 0, got "
           f"{value!r}")
     weights[key] = float(value)
   if not any(weights.values()):
     return None
   if inference.representation_of(config) != "waveform":
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         "wavegan.spectral_critic reads waveforms; the spectrogram "
         "representation (SpecGAN) needs its weights at 0")
   if simultaneous_from(config.wavegan.adversarial):
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         "wavegan.spectral_critic needs the alternating step "
         "(wavegan.adversarial.simultaneous=False)")
   return {"module": vocoder_discriminators.VocoderDiscriminator(**settings),
@@ -312,7 +315,7 @@ def pack_from(adversarial, batch_size: int) -> int:
   pack = adversarial.get("pack", 1)
   if (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1
       or batch_size % pack):
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.pack must be an int >= 1 that divides "
         f"train.batch_size ({batch_size}), got {pack!r}")
   return pack
@@ -330,7 +333,7 @@ def gp_examples_from(adversarial, batch_size: int):
   count = adversarial.get("gp_examples", 0)
   if (isinstance(count, bool) or not isinstance(count, int)
       or not 0 <= count <= batch_size):
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.gp_examples must be an int in [0, "
         f"{batch_size}] (train.batch_size / pack; 0: all), got {count!r}")
   return None if count in (0, batch_size) else count
@@ -350,12 +353,12 @@ def check_minibatch_std_group(discriminator, batch_size: int,
   """
   group = discriminator.get("minibatch_std_group", 0)
   if isinstance(group, bool) or not isinstance(group, int) or group < 0:
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.discriminator.minibatch_std_group must be an int >= 0 "
         f"(0: off), got {group!r}")
   for batch in (batch_size, gp_examples):
     if group and batch and batch % min(group, batch):
-      raise stage_runner.UserFacingError(
+      raise errors.UserFacingError(
           f"wavegan.discriminator.minibatch_std_group={group} does not "
           f"divide the critic's batch of {batch} (train.batch_size / pack "
           f"= {batch_size}, gp_examples {gp_examples or 'all'})")
@@ -370,7 +373,7 @@ def mode_seeking_weight_from(adversarial, batch_size: int) -> float:
   """
   weight = _term_weight(adversarial, "mode_seeking_weight")
   if weight and batch_size % 2:
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.mode_seeking_weight={weight} pairs the "
         f"generator's batch in halves and needs an even train.batch_size, "
         f"got {batch_size}")
@@ -386,7 +389,7 @@ def _term_weight(adversarial, name: str) -> float:
   weight = adversarial.get(name, 0.0)
   if (isinstance(weight, bool) or not isinstance(weight, (int, float))
       or not 0 <= weight < float("inf")):
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.{name} must be a finite number >= 0 (0: off), "
         f"got {weight!r}")
   return float(weight)
@@ -395,7 +398,7 @@ def _term_weight(adversarial, name: str) -> float:
 def _check_reads_waveforms(setting: str, representation: str) -> None:
   """A term on the generator's waveforms refuses a SpecGAN's outputs."""
   if representation != "waveform":
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.{setting} reads waveforms; a {representation} "
         f"generator's outputs are not")
 
@@ -418,7 +421,7 @@ def mode_seeking_features_from(adversarial, representation: str,
   """
   space = adversarial.get("mode_seeking_space", "waveform")
   if space not in MODE_SEEKING_SPACES:
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.mode_seeking_space must be one of "
         f"{', '.join(MODE_SEEKING_SPACES)}, got {space!r}")
   if space == "waveform":
@@ -455,7 +458,7 @@ def loudness_from(adversarial, representation: str, builder_kwargs) -> dict:
   if weight:
     _check_reads_waveforms(f"loudness_weight={weight}", representation)
   if weight and builder_kwargs.slice_len < frame_length:
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.loudness_weight={weight} needs clips of at "
         f"least one 32 ms frame ({frame_length} samples), got slice_len "
         f"{builder_kwargs.slice_len}")
@@ -473,7 +476,7 @@ def simultaneous_from(adversarial) -> bool:
   simultaneous = bool(adversarial.get("simultaneous", False))
   if simultaneous and (adversarial.loss != "wgan-gp"
                        or adversarial.d_steps != 1):
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.simultaneous needs loss='wgan-gp' and "
         f"d_steps=1 (one backward pass serves both networks only then), got "
         f"loss={adversarial.loss!r}, d_steps={adversarial.d_steps!r}")
@@ -498,7 +501,7 @@ def spectrogram_moments(config: ml_collections.ConfigDict, *, manual_dir,
         np.asarray(log_magnitude(batch["audio"]))
         for batch in dataset.as_numpy_iterator())
   except ValueError as error:
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"SpecGAN's spectrogram moments: the train split of "
         f"{config.data.folder!r} gave no clips ({error})") from error
 
@@ -506,21 +509,21 @@ def spectrogram_moments(config: ml_collections.ConfigDict, *, manual_dir,
 def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
               data_dir=None) -> stage_runner.StageSpec:
   """The StageSpec of the unconditional WaveGAN."""
-  train_config = stage_runner.stage_train_config(config, STAGE)
+  train_config = optimizers_lib.stage_train_config(config, STAGE)
   try:
     spectrogram = inference.representation_of(config) == "spectrogram"
   except ValueError as error:
-    raise stage_runner.UserFacingError(str(error)) from error
+    raise errors.UserFacingError(str(error)) from error
   generator, discriminator = inference.wavegan_models(config)
-  g_optimizer = stage_runner.optimizer_from(train_config)
-  d_optimizer = stage_runner.optimizer_from(train_config, prefix="d_")
+  g_optimizer = optimizers_lib.optimizer_from(train_config)
+  d_optimizer = optimizers_lib.optimizer_from(train_config, prefix="d_")
   latent_dim = config.wavegan.latent_dim
   seed = config.seed
-  ema_decay = stage_runner.ema_decay_from(train_config)
+  ema_decay = optimizers_lib.ema_decay_from(train_config)
 
   adversarial = config.wavegan.adversarial
   if not isinstance(adversarial.d_steps, int) or adversarial.d_steps < 1:
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.d_steps must be a positive int, got "
         f"{adversarial.d_steps!r}")
   pack = pack_from(adversarial, train_config.batch_size)
@@ -529,7 +532,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
   check_minibatch_std_group(config.wavegan.discriminator, critic_batch,
                             gp_examples)
   if spectrogram and pack != 1:
-    raise stage_runner.UserFacingError(
+    raise errors.UserFacingError(
         f"wavegan.adversarial.pack={pack} packs waveforms along channels; "
         f"the spectrogram representation (SpecGAN) needs pack=1")
   folder_manual_dir = (None if manual_dir is None else
@@ -601,7 +604,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
     audio = preview(state_lib.averaged_params(state, "generator"))
     return {"audio": {"generated": audio},
             "images": {"generated_spectrogram":
-                       stage_runner.spectrogram_images(audio[..., 0])},
+                       summaries.spectrogram_images(audio[..., 0])},
             "sample_rate": sample_rate}
 
   return stage_runner.StageSpec(
