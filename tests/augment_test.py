@@ -10,7 +10,7 @@ from experiments import av_digits as av_digits_config
 from wavegan_jax import errors
 from wavegan_jax.data import augment
 from wavegan_jax.data import av_digits
-from wavegan_jax.training import autoencoders
+from wavegan_jax.training.stages import autoencoders
 
 ON = dict(fraction=1.0, scale=(0.6, 1.4), translate=0.2, stroke=1.5,
           invert=0.5, contrast=0.3)

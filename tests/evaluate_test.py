@@ -420,7 +420,7 @@ def test_export_checkpoint_writes_a_step_that_evaluates(
       checkpointing.load_params(checkpointing.export_path(
           str(tmp_path / "step4"), "wavegan")),
       checkpointing.load_params(checkpointing.export_path(str(workdir),
-                                                         "wavegan")))
+                                                          "wavegan")))
   results = evaluate.evaluate(str(tmp_path / "step2_ema"), num_examples=12,
                               judges_workdir=str(runs / "judges"),
                               manual_dir=str(manual_dir),

@@ -19,12 +19,12 @@ from tests.conftest import assert_trees_equal
 from tests.conftest import tiny_av_config
 from wavegan_jax import errors
 from wavegan_jax import inference
-from wavegan_jax.training import autoencoders
-from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
 from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
+from wavegan_jax.training.stages import autoencoders
+from wavegan_jax.training.stages import generator as generator_stage
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def _generator_spec(config, trained_workdir, workdir, manual_dir, data_dir):
   """The generator stage's spec in `workdir` on the trained run's encoders."""
   for stage in ("acoustic", "visual"):
     shutil.copytree(trained_workdir / stage, workdir / stage)
-  return av_generator.make_spec(config, str(workdir), manual_dir=str(
+  return generator_stage.make_spec(config, str(workdir), manual_dir=str(
       manual_dir), data_dir=str(data_dir))
 
 def test_reconstruction_only_generator_leaves_the_critic_untouched(
@@ -196,7 +196,7 @@ def test_joint_frozen_entry_matching_nothing_is_named(entry, message):
             "visual": {"conv_layers_0": {"kernel": np.zeros(2)}}}
   config = tiny_config(**{"generator.joint_frozen": (entry,)})
   with pytest.raises(errors.UserFacingError, match=message):
-    av_generator.joint_frozen_mask(config, params)
+    generator_stage.joint_frozen_mask(config, params)
 
 
 def test_joint_frozen_mask_marks_the_groups_by_prefix():
@@ -206,7 +206,7 @@ def test_joint_frozen_mask_marks_the_groups_by_prefix():
                        "conv_layers_1": {"kernel": np.zeros(2)},
                        "encoder_lstm": {"kernel": np.zeros(2)}}}
   config = tiny_config(**{"generator.joint_frozen": ("visual/conv",)})
-  mask = av_generator.joint_frozen_mask(config, params)
+  mask = generator_stage.joint_frozen_mask(config, params)
   assert mask == {"acoustic": {"encoder_lstm": {"kernel": False}},
                   "visual": {"conv_layers_0": {"kernel": True, "bias": True},
                              "conv_layers_1": {"kernel": True},
@@ -329,9 +329,9 @@ def test_generator_stage_ema_averages_the_trained_models_and_is_exported(
   workdir, _ = tiny_run
   config = tiny_config(**{"strategy": strategy,
                           "generator.train.ema_decay": 0.9})
-  spec = av_generator.make_spec(config, str(workdir),
-                                manual_dir=str(manual_dir),
-                                data_dir=str(av_digits_data_dir))
+  spec = generator_stage.make_spec(config, str(workdir),
+                                   manual_dir=str(manual_dir),
+                                   data_dir=str(av_digits_data_dir))
   state = spec.init_fn()
   assert sorted(state["ema_params"]) == averaged  # Never the critic.
   expected = state["params"]["generator"]
@@ -405,7 +405,7 @@ def test_joint_encoders_step_at_the_scaled_learning_rate(scale):
   config = tiny_config(**{
       "generator.train.encoder_learning_rate_scale": scale})
   train_config = optimizers_lib.stage_train_config(config, "generator")
-  encoder_train = av_generator.encoder_train_config(train_config)
+  encoder_train = generator_stage.encoder_train_config(train_config)
   assert encoder_train.learning_rate == pytest.approx(
       train_config.learning_rate * scale)
   params = {"w": np.ones(3, np.float32)}
@@ -428,7 +428,7 @@ def test_bad_encoder_learning_rate_scale_is_named(scale):
   train_config = optimizers_lib.stage_train_config(config, "generator")
   with pytest.raises(errors.UserFacingError,
                      match="encoder_learning_rate_scale must be a positive"):
-    av_generator.encoder_train_config(train_config)
+    generator_stage.encoder_train_config(train_config)
 
 
 def test_vocoder_critic_waits_for_its_start_step(

@@ -9,10 +9,10 @@ import jax
 import numpy as np
 
 from wavegan_jax.benchmarking import profile
-from wavegan_jax.training import autoencoders
-from wavegan_jax.training import av_generator
 from wavegan_jax.training import checkpointing
-from wavegan_jax.training import wavegan_trainer
+from wavegan_jax.training.stages import autoencoders
+from wavegan_jax.training.stages import generator as generator_stage
+from wavegan_jax.training.stages import wavegan as wavegan_stage
 
 AV_STAGES = ("acoustic", "visual", "generator")
 
@@ -66,7 +66,7 @@ def av_stage_specs(config, workdir, manual_dir=None, data_dir=None):
                                          data_dir=data_dir)
     checkpointing.export_params(checkpointing.export_path(workdir, name),
                                 specs[name].export_fn(specs[name].init_fn()))
-  specs["generator"] = av_generator.make_spec(
+  specs["generator"] = generator_stage.make_spec(
       config, workdir, manual_dir=manual_dir, data_dir=data_dir)
   return specs
 
@@ -185,7 +185,7 @@ def pipeline_examples_per_s(make_batches, batch_size, num_batches):
 def wavegan_consumption(wavegan_results, d_steps):
   """Examples/s a WaveGAN train step consumes, from section 1's medians.
 
-  A wavegan_trainer step at per-update batch b reads d_steps * b real
+  A WaveGAN stage step at per-update batch b reads d_steps * b real
   examples and runs d_steps critic updates and one generator update, each
   on b examples; at section 1's b that is
   d_steps * b / (d_steps * t_d_step + t_g_step) examples/s.
@@ -218,7 +218,7 @@ def pipeline(stage_config, wavegan_config, manual_dir, data_dir,
   with tempfile.TemporaryDirectory() as workdir:
     try:
       specs = av_stage_specs(stage_config, workdir, manual_dir, data_dir)
-      specs["wavegan"] = wavegan_trainer.make_spec(
+      specs["wavegan"] = wavegan_stage.make_spec(
           wavegan_config, manual_dir=manual_dir, data_dir=data_dir)
     except Exception as error:  # pylint: disable=broad-except
       return {"streams": {}, "skipped": {"all": repr(error)},

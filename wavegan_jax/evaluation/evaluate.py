@@ -254,14 +254,14 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
   fields = ("video", "target", "reference", "digit", "speaker", "onset_frame",
             "target_id", "reference_id")
   clips = batches.split_clips(config, split, manual_dir=manual_dir,
-                                     data_dir=data_dir, fields=fields)
+                              data_dir=data_dir, fields=fields)
   keep = _subset(len(clips["target"]), num_examples, seed)
   partners = floor_partners(clips, keep) if instruments else None
   clips = {key: value[keep] for key, value in clips.items()}
   count = len(keep)
   # The floor of FAD: as many real train takes as examples, drawn at random.
   train = batches.split_clips(config, "train", manual_dir=manual_dir,
-                                     data_dir=data_dir, fields=("target",))
+                              data_dir=data_dir, fields=("target",))
   train_audio = train["target"][_subset(len(train["target"]), count,
                                         seed + 1)]
 

@@ -1,1 +1,2 @@
-"""Training: train state, data-parallel steps, checkpoints and stage runners."""
+"""Training: train state, data-parallel steps, checkpoints, the loop and the
+stage runner; one module per stage in `stages/`."""

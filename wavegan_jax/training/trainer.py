@@ -41,21 +41,21 @@ def stage_spec(config, stage, workdir, manual_dir, data_dir):
   """The StageSpec of one stage (imports only what that stage needs)."""
   # pylint: disable=g-import-not-at-top
   if stage in ("acoustic", "visual"):
-    from wavegan_jax.training import autoencoders
+    from wavegan_jax.training.stages import autoencoders
     return autoencoders.make_spec(config, stage, manual_dir=manual_dir,
                                   data_dir=data_dir)
   if stage == "generator":
-    from wavegan_jax.training import av_generator
-    return av_generator.make_spec(config, workdir, manual_dir=manual_dir,
-                                  data_dir=data_dir)
-  if stage == "wavegan":
-    from wavegan_jax.training import wavegan_trainer
-    return wavegan_trainer.make_spec(config, manual_dir=manual_dir,
+    from wavegan_jax.training.stages import generator as generator_stage
+    return generator_stage.make_spec(config, workdir, manual_dir=manual_dir,
                                      data_dir=data_dir)
+  if stage == "wavegan":
+    from wavegan_jax.training.stages import wavegan as wavegan_stage
+    return wavegan_stage.make_spec(config, manual_dir=manual_dir,
+                                   data_dir=data_dir)
   if stage == "judges":
-    from wavegan_jax.training import judges_trainer
-    return judges_trainer.make_spec(config, manual_dir=manual_dir,
-                                    data_dir=data_dir)
+    from wavegan_jax.training.stages import judges as judges_stage
+    return judges_stage.make_spec(config, manual_dir=manual_dir,
+                                  data_dir=data_dir)
   raise UserFacingError(f"Unknown stage {stage!r}")
 
 

@@ -19,7 +19,7 @@ from wavegan_jax.data import pipeline
 from wavegan_jax.models import specgan
 from wavegan_jax.training import gan
 from wavegan_jax.training import state as state_lib
-from wavegan_jax.training import wavegan_trainer
+from wavegan_jax.training.stages import wavegan as wavegan_stage
 
 
 def _abstract_batch(config):
@@ -38,7 +38,7 @@ def _record_latent_batches(monkeypatch):
     latent_batches.append(batch_size)
     return sample(rng, batch_size, latent_dim)
 
-  monkeypatch.setattr(wavegan_trainer, "sample_latents", recording_sample)
+  monkeypatch.setattr(inference, "sample_latents", recording_sample)
   return latent_batches
 
 
@@ -49,10 +49,10 @@ def test_every_variant_traces_a_step(variant, monkeypatch):
   config = wavegan_config.get_config(None if variant == "default" else variant)
   latent_batches = _record_latent_batches(monkeypatch)
   # SpecGAN's moments would read the train split; their shapes suffice.
-  monkeypatch.setattr(wavegan_trainer, "spectrogram_moments",
+  monkeypatch.setattr(wavegan_stage, "spectrogram_moments",
                       lambda *args, **kwargs: (np.zeros(128, np.float32),
                                                np.ones(128, np.float32)))
-  spec = wavegan_trainer.make_spec(config)
+  spec = wavegan_stage.make_spec(config)
   state = jax.eval_shape(spec.init_fn)
   del latent_batches[:]  # The preview's latents, drawn in make_spec.
   new_state, metrics = jax.eval_shape(spec.step_fn, state,
@@ -68,8 +68,8 @@ def test_every_variant_traces_a_step(variant, monkeypatch):
 
 def test_step_reads_d_steps_batches(manual_dir, tmp_path):
   config = wavegan_config.get_config("tiny")
-  spec = wavegan_trainer.make_spec(config, manual_dir=str(manual_dir),
-                                   data_dir=str(tmp_path / "tfds"))
+  spec = wavegan_stage.make_spec(config, manual_dir=str(manual_dir),
+                                 data_dir=str(tmp_path / "tfds"))
   batch = next(spec.make_batches(0))
   d_steps = config.wavegan.adversarial.d_steps
   assert batch["audio"].shape == (config.train.batch_size * d_steps,
@@ -86,7 +86,7 @@ def test_bad_d_steps_is_named(d_steps):
   config.wavegan.adversarial.d_steps = d_steps
   with pytest.raises(errors.UserFacingError,
                      match=rf"d_steps must be a positive int, got {d_steps}"):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 def _random_audio_batch(config, seed):
@@ -100,7 +100,7 @@ def _random_audio_batch(config, seed):
 def test_generator_ema_follows_its_recurrence_and_is_exported():
   config = wavegan_config.get_config("tiny").unlock()
   config.train.ema_decay = 0.999
-  spec = wavegan_trainer.make_spec(config)
+  spec = wavegan_stage.make_spec(config)
   step = jax.jit(spec.step_fn)
   state = spec.init_fn()
   expected = state["params"]["generator"]
@@ -129,7 +129,7 @@ def test_generator_ema_follows_its_recurrence_and_is_exported():
 def test_ema_decay_zero_keeps_no_copy_and_exports_the_weights():
   config = wavegan_config.get_config("tiny").unlock()
   config.train.ema_decay = 0.0
-  spec = wavegan_trainer.make_spec(config)
+  spec = wavegan_stage.make_spec(config)
   state, _ = jax.jit(spec.step_fn)(spec.init_fn(),
                                    _random_audio_batch(config, 0),
                                    jax.random.PRNGKey(0))
@@ -144,7 +144,7 @@ def test_bad_ema_decay_is_named(decay):
   with pytest.raises(errors.UserFacingError,
                      match=rf"train.ema_decay must be in \[0, 1\).*got "
                      rf"{decay}"):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 def _tanh_critic(d_params, waveform, condition, rng):
@@ -189,7 +189,7 @@ def _one_update_config():
 def _step_flops(config, **adversarial):
   """XLA's FLOP count of the config's compiled step, with overrides."""
   config.wavegan.adversarial.update(adversarial)
-  spec = wavegan_trainer.make_spec(config)
+  spec = wavegan_stage.make_spec(config)
   analysis = jax.jit(spec.step_fn).lower(
       spec.init_fn(), _random_audio_batch(config, 0),
       jax.random.PRNGKey(0)).compile().cost_analysis()
@@ -212,7 +212,7 @@ def _assert_make_spec_names(message, **adversarial):
   config.train.batch_size = 4
   config.wavegan.adversarial.update(adversarial)
   with pytest.raises(errors.UserFacingError, match=message):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 @pytest.mark.parametrize("gp_examples", [-1, 5, True])
@@ -254,7 +254,7 @@ def test_simultaneous_step_equals_separate_gradients_at_one_state(
   config, generator, discriminator, state = _tiny_models_and_state(optimizer)
   batch = _random_audio_batch(config, 0)
   rng = jax.random.PRNGKey(5)
-  new_state, metrics = wavegan_trainer._simultaneous_step(
+  new_state, metrics = wavegan_stage._simultaneous_step(
       state, batch, rng, generator=generator, discriminator=discriminator,
       g_optimizer=optimizer, d_optimizer=optimizer, latent_dim=100,
       gp_weight=10.0, gp_examples=gp_examples, ema_decay=None)
@@ -308,7 +308,7 @@ def test_bad_simultaneous_is_named(overrides, message):
   config = wavegan_config.get_config("tiny").unlock()
   config.wavegan.adversarial.update(overrides)
   with pytest.raises(errors.UserFacingError, match=message):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 @pytest.mark.parametrize("group,batch_size,gp_examples,message", [
@@ -328,7 +328,7 @@ def test_bad_minibatch_std_group_is_named(group, batch_size, gp_examples,
   config.wavegan.adversarial.gp_examples = gp_examples
   config.wavegan.discriminator.minibatch_std_group = group
   with pytest.raises(errors.UserFacingError, match=message):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 def test_minibatch_std_step_trains_on_every_example(manual_dir, tmp_path):
@@ -336,8 +336,8 @@ def test_minibatch_std_step_trains_on_every_example(manual_dir, tmp_path):
   # and the critic's output layer reads the extra channel.
   config = wavegan_config.get_config("tiny").unlock()
   config.wavegan.discriminator.minibatch_std_group = 4
-  spec = wavegan_trainer.make_spec(config, manual_dir=str(manual_dir),
-                                   data_dir=str(tmp_path / "tfds"))
+  spec = wavegan_stage.make_spec(config, manual_dir=str(manual_dir),
+                                 data_dir=str(tmp_path / "tfds"))
   state = spec.init_fn()
   kernel = state["params"]["discriminator"]["output"]["kernel"]
   assert kernel.shape == (8 * (16 * config.wavegan.discriminator.dim + 1), 1)
@@ -353,12 +353,12 @@ def test_minibatch_std_step_trains_on_every_example(manual_dir, tmp_path):
 
 def test_pack_examples_stacks_consecutive_clips_along_channels():
   clips = jnp.arange(6 * 5 * 1, dtype=jnp.float32).reshape(6, 5, 1)
-  packed = wavegan_trainer.pack_examples(clips, 3)
+  packed = wavegan_stage.pack_examples(clips, 3)
   assert packed.shape == (2, 5, 3)
   for j in range(2):
     for k in range(3):
       np.testing.assert_array_equal(packed[j, :, k], clips[3 * j + k, :, 0])
-  assert wavegan_trainer.pack_examples(clips, 1) is clips
+  assert wavegan_stage.pack_examples(clips, 1) is clips
 
 
 @pytest.mark.parametrize("simultaneous", [False, True])
@@ -367,7 +367,7 @@ def test_packed_step_scores_packs_of_every_clip(simultaneous, monkeypatch):
   config.wavegan.adversarial.pack = 2
   config.wavegan.adversarial.simultaneous = simultaneous
   latent_batches = _record_latent_batches(monkeypatch)
-  spec = wavegan_trainer.make_spec(config)
+  spec = wavegan_stage.make_spec(config)
   state = spec.init_fn()
   # The critic's first convolution reads the 2 clips of a pack.
   assert state["params"]["discriminator"]["downconv_0"]["kernel"].shape[-2] \
@@ -393,7 +393,7 @@ def _one_critic_update(config, spec, batch_seed, rng):
   (update_rng,) = jax.random.split(d_rng, 1)
   fake_rng, critic_rng = jax.random.split(update_rng)
   z = inference.sample_latents(fake_rng, config.train.batch_size,
-                                     config.wavegan.latent_dim)
+                               config.wavegan.latent_dim)
   return state, batch, metrics, z, critic_rng
 
 
@@ -401,16 +401,16 @@ def test_packed_critic_loss_is_the_critic_loss_of_the_packs():
   # The step's critic update equals gan.critic_loss on packed arrays.
   config = _one_update_config().unlock()
   config.wavegan.adversarial.pack = 2
-  spec = wavegan_trainer.make_spec(config)
+  spec = wavegan_stage.make_spec(config)
   state, batch, metrics, z, critic_rng = _one_critic_update(
       config, spec, 1, jax.random.PRNGKey(3))
   generator, discriminator = inference.wavegan_models(config)
   fake = generator.apply({"params": state["params"]["generator"]}, z)
   loss, _ = gan.critic_loss(
-      wavegan_trainer._critic_fn(discriminator),
+      wavegan_stage._critic_fn(discriminator),
       state["params"]["discriminator"],
-      wavegan_trainer.pack_examples(batch["audio"], 2),
-      wavegan_trainer.pack_examples(fake, 2), None, critic_rng,
+      wavegan_stage.pack_examples(batch["audio"], 2),
+      wavegan_stage.pack_examples(fake, 2), None, critic_rng,
       kind="wgan-gp", gp_weight=10.0)
   np.testing.assert_allclose(metrics["d_loss"], loss, rtol=1e-4, atol=1e-4)
 
@@ -446,10 +446,10 @@ def test_extra_terms_add_their_gradient_to_the_generator_only(simultaneous,
                 g_optimizer=optimizer, d_optimizer=optimizer, latent_dim=100,
                 gp_weight=10.0, gp_examples=None, ema_decay=None)
   if simultaneous:
-    step = functools.partial(wavegan_trainer._simultaneous_step, **common)
+    step = functools.partial(wavegan_stage._simultaneous_step, **common)
     z_rng = jax.random.split(rng)[0]
   else:
-    step = functools.partial(wavegan_trainer._step, kind="wgan-gp",
+    step = functools.partial(wavegan_stage._step, kind="wgan-gp",
                              d_steps=1, **common)
     z_rng = jax.random.split(rng, 3)[1]
   weight = 0.5
@@ -463,7 +463,7 @@ def test_extra_terms_add_their_gradient_to_the_generator_only(simultaneous,
     loss_fn = lambda p: losses.loudness_distance(
         generator.apply({"params": p}, z), batch["audio"], 64)
   else:
-    features = wavegan_trainer.mode_seeking_features_from(
+    features = wavegan_stage.mode_seeking_features_from(
         {"mode_seeking_space": term}, "waveform",
         config.data.builder_kwargs.sample_rate)
     assert (features is None) == (term == "waveform")
@@ -513,7 +513,7 @@ def test_log_mel_mode_seeking_on_a_specgan_is_named():
   with pytest.raises(errors.UserFacingError,
                      match="mode_seeking_space='log_mel' reads waveforms; a "
                            "spectrogram generator's outputs are not"):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 def test_log_mel_features_fold_channels_and_floor_the_silence():
@@ -522,7 +522,7 @@ def test_log_mel_features_fold_channels_and_floor_the_silence():
   # sits at the floor, log of white noise at -50 dBFS in each band.
   clip = np.zeros((2, 8192, 2), np.float32)
   clip[1, :, 1] = np.sin(np.arange(8192) * 2 * np.pi * 440 / 8000)
-  got = np.asarray(wavegan_trainer.log_mel_features(jnp.asarray(clip), 8000))
+  got = np.asarray(wavegan_stage.log_mel_features(jnp.asarray(clip), 8000))
   assert got.shape == (2, 2 * 129, 40)
   floor = np.log(spectral.noise_mel_floor(8000, 256, 40, -50.0))
   np.testing.assert_allclose(got[0], np.broadcast_to(floor, (258, 40)),
@@ -543,20 +543,20 @@ def test_loudness_on_a_specgan_is_named():
   with pytest.raises(errors.UserFacingError,
                      match="loudness_weight=1.0 reads waveforms; a "
                            "spectrogram generator's outputs are not"):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 def test_loudness_frames_are_32_ms_and_need_one_frame():
   adversarial = {"loudness_weight": 1.0}
   builder = ml_collections.ConfigDict({"sample_rate": 8000,
                                        "slice_len": 8192})
-  assert wavegan_trainer.loudness_from(adversarial, "waveform", builder) == {
+  assert wavegan_stage.loudness_from(adversarial, "waveform", builder) == {
       "loudness_weight": 1.0, "loudness_frame_length": 256}
   builder.slice_len = 200
   with pytest.raises(errors.UserFacingError,
                      match=r"at least one 32 ms frame \(256 samples\), got "
                            r"slice_len 200"):
-    wavegan_trainer.loudness_from(adversarial, "waveform", builder)
+    wavegan_stage.loudness_from(adversarial, "waveform", builder)
 
 
 def test_mode_seeking_needs_an_even_batch():
@@ -565,7 +565,7 @@ def test_mode_seeking_needs_an_even_batch():
   config.wavegan.adversarial.mode_seeking_weight = 1.0
   with pytest.raises(errors.UserFacingError,
                      match="needs an even train.batch_size, got 3"):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 def test_specgan_state_holds_the_train_moments_and_keeps_them(manual_dir,
@@ -574,8 +574,8 @@ def test_specgan_state_holds_the_train_moments_and_keeps_them(manual_dir,
   # (recomputed here from the clips), the critic reads 128 x 128
   # spectrograms, and a step trains every weight but the moments.
   config = tiny_specgan_config()
-  spec = wavegan_trainer.make_spec(config, manual_dir=str(manual_dir),
-                                   data_dir=str(tmp_path / "tfds"))
+  spec = wavegan_stage.make_spec(config, manual_dir=str(manual_dir),
+                                 data_dir=str(tmp_path / "tfds"))
   state = spec.init_fn()
   g_params = state["params"]["generator"]
   clips = np.concatenate([batch["audio"] for batch in pipeline.make_dataset(
@@ -615,9 +615,9 @@ def test_specgan_critic_scores_normalized_spectrograms(monkeypatch):
   config.train.batch_size = 2
   moments = (np.linspace(-6.0, -2.0, 128).astype(np.float32),
              np.linspace(0.5, 2.0, 128).astype(np.float32))
-  monkeypatch.setattr(wavegan_trainer, "spectrogram_moments",
+  monkeypatch.setattr(wavegan_stage, "spectrogram_moments",
                       lambda *args, **kwargs: moments)
-  spec = wavegan_trainer.make_spec(config)
+  spec = wavegan_stage.make_spec(config)
   state, batch, metrics, z, critic_rng = _one_critic_update(
       config, spec, 4, jax.random.PRNGKey(9))
   generator, discriminator = inference.wavegan_models(config)
@@ -627,7 +627,7 @@ def test_specgan_critic_scores_normalized_spectrograms(monkeypatch):
                            *moments)[..., None]
   assert fake.shape == real.shape == (2, 128, 128, 1)
   loss, _ = gan.critic_loss(
-      wavegan_trainer._critic_fn(discriminator),
+      wavegan_stage._critic_fn(discriminator),
       state["params"]["discriminator"], real, fake, None, critic_rng,
       kind="wgan-gp", gp_weight=10.0)
   np.testing.assert_allclose(metrics["d_loss"], loss, rtol=1e-4, atol=1e-4)
@@ -646,7 +646,7 @@ def test_bad_specgan_settings_are_named(overrides, message):
   else:
     config.wavegan.adversarial.pack = overrides["adversarial_pack"]
   with pytest.raises(errors.UserFacingError, match=message):
-    wavegan_trainer.make_spec(config)
+    wavegan_stage.make_spec(config)
 
 
 def _spectral_critic(optimizer, weight=0.5, feature_matching=2.0):
@@ -678,7 +678,7 @@ def test_spectral_critic_adds_its_terms_to_the_generator_then_trains():
   batch = _random_audio_batch(config, 2)
   rng = jax.random.PRNGKey(7)
   step = functools.partial(
-      wavegan_trainer._step, generator=generator, discriminator=discriminator,
+      wavegan_stage._step, generator=generator, discriminator=discriminator,
       g_optimizer=optimizer, d_optimizer=optimizer, latent_dim=100,
       gp_weight=10.0, gp_examples=None, ema_decay=None, kind="wgan-gp",
       d_steps=1)
@@ -690,7 +690,7 @@ def test_spectral_critic_adds_its_terms_to_the_generator_then_trains():
 
   def term(g_params):
     fake = generator.apply({"params": g_params}, z)
-    return wavegan_trainer._spectral_generator_terms(
+    return wavegan_stage._spectral_generator_terms(
         spectral_critic, s_params, fake, real)[0]
 
   want_term, grad = jax.value_and_grad(term)(state["params"]["generator"])
@@ -724,7 +724,7 @@ def test_bad_spectral_critic_weights_are_named(overrides, message):
   config = wavegan_config.get_config("tiny").unlock()
   config.wavegan.spectral_critic.update(overrides)
   with pytest.raises(errors.UserFacingError, match=message):
-    wavegan_trainer.make_spec(config.lock())
+    wavegan_stage.make_spec(config.lock())
 
 
 def test_spectral_critic_needs_the_alternating_step_and_waveforms():
@@ -734,7 +734,7 @@ def test_spectral_critic_needs_the_alternating_step_and_waveforms():
   config.wavegan.adversarial.d_steps = 1
   with pytest.raises(errors.UserFacingError,
                      match="needs the alternating step"):
-    wavegan_trainer.make_spec(config.lock())
+    wavegan_stage.make_spec(config.lock())
 
 
 def test_spectral_critic_state_trains_in_a_tiny_step(manual_dir, tmp_path):
@@ -742,7 +742,7 @@ def test_spectral_critic_state_trains_in_a_tiny_step(manual_dir, tmp_path):
   config.wavegan.spectral_critic.update(
       weight=1.0, feature_matching=2.0, periods=(2,), period_channels=(2,),
       fft_sizes=(128,), spectrogram_channels=2)
-  spec = wavegan_trainer.make_spec(config.lock())
+  spec = wavegan_stage.make_spec(config.lock())
   state = spec.init_fn()
   assert "spectral_discriminator" in state["params"]
   batch = _random_audio_batch(config, 0)

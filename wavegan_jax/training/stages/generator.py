@@ -41,12 +41,12 @@ from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax.data import batches
 from wavegan_jax.data import pipeline
-from wavegan_jax.training import autoencoders
 from wavegan_jax.training import gan
 from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 from wavegan_jax.training import summaries
+from wavegan_jax.training.stages import autoencoders
 
 STAGE = "generator"
 def joint_frozen_mask(config, encoder_params) -> dict:

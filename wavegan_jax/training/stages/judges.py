@@ -168,7 +168,7 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
 
   def final_fn(state) -> dict:
     clips = batches.split_clips(config, eval_split, manual_dir=manual_dir,
-                        data_dir=data_dir)
+                                data_dir=data_dir)
     return held_out_accuracy(judge, state["params"][STAGE], clips, eval_split)
 
   return stage_runner.StageSpec(

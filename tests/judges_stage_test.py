@@ -1,4 +1,4 @@
-"""Tests of the judges stage (wavegan_jax/training/judges_trainer.py)."""
+"""Tests of the judges stage (wavegan_jax/training/stages/judges.py)."""
 
 import json
 
@@ -10,34 +10,34 @@ import pytest
 from experiments import judges as judges_config
 from wavegan_jax import inference
 from wavegan_jax.training import checkpointing
-from wavegan_jax.training import judges_trainer
 from wavegan_jax.training import trainer
+from wavegan_jax.training.stages import judges as judges_stage
 
 
 def test_parse_digits():
   np.testing.assert_array_equal(
-      judges_trainer.parse_digits([b"3_theo_12", "0_george_0"]), [3, 0])
+      judges_stage.parse_digits([b"3_theo_12", "0_george_0"]), [3, 0])
   with pytest.raises(ValueError, match="clip id 'theo_3' is not an FSDD"):
-    judges_trainer.parse_digits([b"theo_3"])
+    judges_stage.parse_digits([b"theo_3"])
 
 
 def test_augment_without_changes_is_identity_and_shift_is_a_roll():
   audio = jnp.asarray(np.random.default_rng(0).normal(size=(3, 64)),
                       jnp.float32)
   rng = jax.random.PRNGKey(0)
-  same = judges_trainer.augment(rng, audio, max_shift=0, min_gain_db=0.0,
-                                max_gain_db=0.0, noise_std=0.0)
+  same = judges_stage.augment(rng, audio, max_shift=0, min_gain_db=0.0,
+                              max_gain_db=0.0, noise_std=0.0)
   np.testing.assert_allclose(same, audio, rtol=1e-6)
-  shifted = np.asarray(judges_trainer.augment(
+  shifted = np.asarray(judges_stage.augment(
       rng, audio, max_shift=5, min_gain_db=0.0, max_gain_db=0.0,
       noise_std=0.0))
   for row, original in zip(shifted, np.asarray(audio)):
     matches = [k for k in range(-5, 6)
                if np.allclose(np.roll(original, k), row, rtol=1e-6)]
     assert matches
-  quieter = judges_trainer.augment(rng, audio, max_shift=0,
-                                   min_gain_db=-20.0, max_gain_db=-20.0,
-                                   noise_std=0.0)
+  quieter = judges_stage.augment(rng, audio, max_shift=0,
+                                 min_gain_db=-20.0, max_gain_db=-20.0,
+                                 noise_std=0.0)
   np.testing.assert_allclose(quieter, 0.1 * audio, rtol=1e-5)
 
 
@@ -58,8 +58,8 @@ def test_held_out_accuracy_covers_every_clip_across_batches():
   audio[:, 0] = labels
   audio[:40, 0] = (labels[:40] + 1) % 10  # 40 wrong digits.
   clips = {"target": audio, "digit": labels, "speaker": labels % 6}
-  accuracy = judges_trainer.held_out_accuracy(_FirstSampleJudge(), {}, clips,
-                                              "test")
+  accuracy = judges_stage.held_out_accuracy(_FirstSampleJudge(), {}, clips,
+                                            "test")
   assert accuracy["test_digit_accuracy"] == pytest.approx(210 / 250)
   # Wrong digits give wrong speakers except where (d + 1) % 10 % 6 == d % 6.
   expected_speakers = 210 + sum(
@@ -71,9 +71,9 @@ def test_held_out_accuracy_covers_every_clip_across_batches():
 def test_weighted_accuracy():
   logits = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
   labels = jnp.array([0, 0, 0, 1])
-  assert float(judges_trainer.weighted_accuracy(
+  assert float(judges_stage.weighted_accuracy(
       logits, labels, jnp.ones(4))) == 0.75
-  assert float(judges_trainer.weighted_accuracy(
+  assert float(judges_stage.weighted_accuracy(
       logits, labels, jnp.array([1.0, 1.0, 0.0, 0.0]))) == 0.5
 
 
