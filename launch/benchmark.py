@@ -26,9 +26,9 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from wavegan_jax import errors
 from wavegan_jax import benchmarking
-from wavegan_jax import launching
+from wavegan_jax import errors
+from wavegan_jax.launching import sweeps
 from wavegan_jax.models import conv
 from wavegan_jax.models import wavegan
 
@@ -116,4 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(errors.cli_main(main), flags_parser=launching.parse_flags)
+  app.run(errors.cli_main(main), flags_parser=sweeps.parse_flags)

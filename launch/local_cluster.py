@@ -19,8 +19,8 @@ from absl import app
 from absl import flags
 
 from wavegan_jax import errors
-from wavegan_jax import launching
-from wavegan_jax import launching_processes
+from wavegan_jax.launching import processes
+from wavegan_jax.launching import sweeps
 
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 2,
                                       "How many processes to start.")
@@ -37,14 +37,14 @@ errors.define_debug_flag()
 
 def main(argv):
   command = argv[1:]
-  launching_processes.exit_on_sigterm()
+  processes.exit_on_sigterm()
   if command and command[0].endswith(".py"):
     command = [sys.executable, *command]
   try:
-    code = launching_processes.run_local_cluster(
+    code = processes.run_local_cluster(
         command, _NUM_PROCESSES.value, port=_PORT.value,
         log_dir=_LOGS_DIR.value)
-  except launching.LaunchError as error:
+  except sweeps.LaunchError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
   sys.exit(code)

@@ -28,9 +28,9 @@ from absl import app
 from absl import flags
 
 from wavegan_jax import errors
-from wavegan_jax import launching
-from wavegan_jax import launching_processes
-from wavegan_jax import launching_summary
+from wavegan_jax.launching import processes
+from wavegan_jax.launching import sweep_summary
+from wavegan_jax.launching import sweeps
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Experiment config file, optionally with ':VARIANT'.",
@@ -60,21 +60,21 @@ errors.define_debug_flag()
 
 def _train_script() -> str:
   """launch/train.py, relative to the working directory when inside it."""
-  path = str(launching.TRAIN_SCRIPT)
+  path = str(sweeps.TRAIN_SCRIPT)
   relative = os.path.relpath(path)
   return path if relative.startswith("..") else relative
 
 
 def main(argv):
   extra_args = argv[1:]
-  launching_processes.exit_on_sigterm()
+  processes.exit_on_sigterm()
   try:
-    grid = launching.expand_grid(launching.parse_sweep(_SWEEP.value),
-                                 _ZIP.value)
-    runs = launching.make_runs(_CONFIG.value, grid, _WORKDIR_ROOT.value,
-                               extra_args, python=_PYTHON.value,
-                               train_script=_train_script())
-  except launching.LaunchError as error:
+    grid = sweeps.expand_grid(sweeps.parse_sweep(_SWEEP.value),
+                              _ZIP.value)
+    runs = sweeps.make_runs(_CONFIG.value, grid, _WORKDIR_ROOT.value,
+                            extra_args, python=_PYTHON.value,
+                            train_script=_train_script())
+  except sweeps.LaunchError as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(2)
   if _DRY_RUN.value:
@@ -89,17 +89,17 @@ def main(argv):
                "runs": {run.name: run.command for run in runs}}, f, indent=1)
   print(f"sweep: {len(runs)} runs under {_WORKDIR_ROOT.value}, "
         f"{_PARALLEL.value} at a time")
-  results = launching_processes.run_all(runs, _PARALLEL.value)
+  results = processes.run_all(runs, _PARALLEL.value)
 
   # pylint: disable-next=g-import-not-at-top
   from wavegan_jax.training import trainer
-  stages = trainer.experiment_stages(launching.load_config(_CONFIG.value))
-  summary = launching_summary.write_summary(
+  stages = trainer.experiment_stages(sweeps.load_config(_CONFIG.value))
+  summary = sweep_summary.write_summary(
       _WORKDIR_ROOT.value, runs, results, stages, _SORT_BY.value)
   with open(summary["markdown"]) as f:
     print(f.read())
   print(f"summary: {summary['csv']}, {summary['markdown']}")
-  report = launching_processes.failure_report(runs, results)
+  report = processes.failure_report(runs, results)
   if report:
     print(report, file=sys.stderr)
     sys.exit(1)

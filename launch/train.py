@@ -19,7 +19,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from wavegan_jax import errors
-from wavegan_jax import launching
+from wavegan_jax.launching import sweeps
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with ':VARIANT'.",
@@ -68,4 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(errors.cli_main(main), flags_parser=launching.parse_flags)
+  app.run(errors.cli_main(main), flags_parser=sweeps.parse_flags)

@@ -11,9 +11,9 @@ from absl import flags
 import pytest
 
 from tests.conftest import load_launch_script
-from wavegan_jax import launching
-from wavegan_jax import launching_processes
-from wavegan_jax import launching_summary
+from wavegan_jax.launching import processes
+from wavegan_jax.launching import sweep_summary
+from wavegan_jax.launching import sweeps
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = "experiments/av_digits.py:tiny"
@@ -25,13 +25,13 @@ def in_repo(monkeypatch):
 
 
 def test_parse_sweep_splits_axes_and_values():
-  assert launching.parse_sweep(
+  assert sweeps.parse_sweep(
       "seed=0,1; train.learning_rate=1e-4,2e-4;"
       "visual.model.conv_features=(4,8),(8,16)") == [
           ("seed", ["0", "1"]),
           ("train.learning_rate", ["1e-4", "2e-4"]),
           ("visual.model.conv_features", ["(4,8)", "(8,16)"])]
-  assert launching.parse_sweep("config.seed=3") == [("seed", ["3"])]
+  assert sweeps.parse_sweep("config.seed=3") == [("seed", ["3"])]
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -41,29 +41,29 @@ def test_parse_sweep_splits_axes_and_values():
     ("seed=0;seed=1", "Sweep key 'seed' is given twice"),
 ])
 def test_parse_sweep_errors(spec, message):
-  with pytest.raises(launching.LaunchError, match=message.replace(
+  with pytest.raises(sweeps.LaunchError, match=message.replace(
       "[", r"\[").replace("]", r"\]").replace(".", r"\.")):
-    launching.parse_sweep(spec)
+    sweeps.parse_sweep(spec)
 
 
 def test_expand_grid_product_and_zip():
   axes = [("a", ["1", "2"]), ("b", ["x", "y", "z"])]
-  product = launching.expand_grid(axes)
+  product = sweeps.expand_grid(axes)
   assert len(product) == 6
   assert product[:4] == [{"a": "1", "b": "x"}, {"a": "1", "b": "y"},
                          {"a": "1", "b": "z"}, {"a": "2", "b": "x"}]
-  assert launching.expand_grid([("a", ["1", "2"]), ("b", ["x", "y"])],
-                               zip_axes=True) == [{"a": "1", "b": "x"},
-                                                  {"a": "2", "b": "y"}]
-  with pytest.raises(launching.LaunchError) as error:
-    launching.expand_grid(axes, zip_axes=True)
+  assert sweeps.expand_grid([("a", ["1", "2"]), ("b", ["x", "y"])],
+                            zip_axes=True) == [{"a": "1", "b": "x"},
+                                               {"a": "2", "b": "y"}]
+  with pytest.raises(sweeps.LaunchError) as error:
+    sweeps.expand_grid(axes, zip_axes=True)
   assert str(error.value) == ("--zip needs the same number of values on "
                               "every axis; got a: 2, b: 3")
 
 
 def test_check_overrides_parses_and_sets_values():
-  config = launching.load_config(TINY)
-  changed = launching.check_overrides(config, {
+  config = sweeps.load_config(TINY)
+  changed = sweeps.check_overrides(config, {
       "seed": "3", "train.learning_rate": "2e-4", "strategy": "joint",
       "visual.model.conv_features": "(2, 4)"})
   assert changed.seed == 3
@@ -74,19 +74,19 @@ def test_check_overrides_parses_and_sets_values():
 
 
 def test_check_overrides_names_an_unknown_key():
-  config = launching.load_config(TINY)
-  with pytest.raises(launching.LaunchError) as error:
-    launching.check_overrides(config, {"train.learnin_rate": "1"}, TINY)
+  config = sweeps.load_config(TINY)
+  with pytest.raises(sweeps.LaunchError) as error:
+    sweeps.check_overrides(config, {"train.learnin_rate": "1"}, TINY)
   assert str(error.value).startswith(
       "Unknown config key 'train.learnin_rate' in "
       "experiments/av_digits.py:tiny: train has no field 'learnin_rate' "
       "(its fields: b1, b2, batch_size,")
-  with pytest.raises(launching.LaunchError,
+  with pytest.raises(sweeps.LaunchError,
                      match="the top level has no field 'sed'"):
-    launching.check_overrides(config, {"sed": "1"})
-  with pytest.raises(launching.LaunchError,
+    sweeps.check_overrides(config, {"sed": "1"})
+  with pytest.raises(sweeps.LaunchError,
                      match="'seed' has no field 'x'|seed has no field 'x'"):
-    launching.check_overrides(config, {"seed.x": "1"})
+    sweeps.check_overrides(config, {"seed.x": "1"})
 
 
 @pytest.mark.parametrize("script, args", [
@@ -108,29 +108,29 @@ def test_scripts_name_an_unknown_override_in_one_line(script, args,
 
 
 def test_check_overrides_rejects_bad_values_and_blocks():
-  config = launching.load_config(TINY)
-  with pytest.raises(launching.LaunchError,
+  config = sweeps.load_config(TINY)
+  with pytest.raises(sweeps.LaunchError,
                      match="Bad value 'abc' for config key 'seed' \\(a int\\)"):
-    launching.check_overrides(config, {"seed": "abc"})
-  with pytest.raises(launching.LaunchError,
+    sweeps.check_overrides(config, {"seed": "abc"})
+  with pytest.raises(sweeps.LaunchError,
                      match="Config key 'train' is a block, not a value"):
-    launching.check_overrides(config, {"train": "1"})
+    sweeps.check_overrides(config, {"train": "1"})
 
 
 def test_load_config_errors():
-  with pytest.raises(launching.LaunchError,
+  with pytest.raises(sweeps.LaunchError,
                      match="Config file experiments/nope.py not found"):
-    launching.load_config("experiments/nope.py:tiny")
-  with pytest.raises(launching.LaunchError,
+    sweeps.load_config("experiments/nope.py:tiny")
+  with pytest.raises(sweeps.LaunchError,
                      match="Unknown av_digits variant 'huge'"):
-    launching.load_config("experiments/av_digits.py:huge")
+    sweeps.load_config("experiments/av_digits.py:huge")
 
 
 def test_make_runs_names_workdirs_and_builds_commands(tmp_path):
-  grid = launching.expand_grid(launching.parse_sweep(
+  grid = sweeps.expand_grid(sweeps.parse_sweep(
       "seed=0,1;train.learning_rate=1e-4,2e-4"))
-  runs = launching.make_runs(TINY, grid, str(tmp_path),
-                             ["--stages=acoustic",
+  runs = sweeps.make_runs(TINY, grid, str(tmp_path),
+                          ["--stages=acoustic",
                               "--config.acoustic.train.num_steps=2"],
                              python="python", train_script="launch/train.py")
   assert [run.name for run in runs] == [
@@ -145,36 +145,36 @@ def test_make_runs_names_workdirs_and_builds_commands(tmp_path):
 
 
 def test_make_runs_errors(tmp_path):
-  with pytest.raises(launching.LaunchError,
+  with pytest.raises(sweeps.LaunchError,
                      match="Unknown config key 'acoustic.train.num_stepz'"):
-    launching.make_runs(TINY, [{"seed": "0"}], str(tmp_path),
-                        ["--config.acoustic.train.num_stepz=2"])
-  with pytest.raises(launching.LaunchError,
+    sweeps.make_runs(TINY, [{"seed": "0"}], str(tmp_path),
+                     ["--config.acoustic.train.num_stepz=2"])
+  with pytest.raises(sweeps.LaunchError,
                      match=r"Key\(s\) \['seed'\] are both swept and set"):
-    launching.make_runs(TINY, [{"seed": "0"}], str(tmp_path),
-                        ["--config.seed=2"])
-  with pytest.raises(launching.LaunchError, match="'--workdir=x': the sweep "
+    sweeps.make_runs(TINY, [{"seed": "0"}], str(tmp_path),
+                     ["--config.seed=2"])
+  with pytest.raises(sweeps.LaunchError, match="'--workdir=x': the sweep "
                      "sets --config and --workdir of each run itself"):
-    launching.make_runs(TINY, [{"seed": "0"}], str(tmp_path), ["--workdir=x"])
-  with pytest.raises(launching.LaunchError, match="would share the workdir "
+    sweeps.make_runs(TINY, [{"seed": "0"}], str(tmp_path), ["--workdir=x"])
+  with pytest.raises(sweeps.LaunchError, match="would share the workdir "
                      "'strategy=a_b'"):
-    launching.make_runs(TINY, [{"strategy": "a/b"}, {"strategy": "a b"}],
-                        str(tmp_path))
+    sweeps.make_runs(TINY, [{"strategy": "a/b"}, {"strategy": "a b"}],
+                     str(tmp_path))
 
 
 def test_run_name_is_filesystem_safe_and_bounded():
-  config = launching.load_config(TINY)
-  assert launching.run_name({"strategy": "x/../y z"}, config) == (
+  config = sweeps.load_config(TINY)
+  assert sweeps.run_name({"strategy": "x/../y z"}, config) == (
       "strategy=x_.._y_z")
-  long_name = launching.run_name({"strategy": "a" * 300}, config)
+  long_name = sweeps.run_name({"strategy": "a" * 300}, config)
   assert len(long_name) == 200
 
 
 def _fake_run(tmp_path, name, code, sleep=0.0):
   script = f"import time, sys; time.sleep({sleep}); print('hello {name}'); " \
            f"sys.exit({code})"
-  return launching.Run(name, {"seed": name}, str(tmp_path / name),
-                       [sys.executable, "-c", script])
+  return sweeps.Run(name, {"seed": name}, str(tmp_path / name),
+                    [sys.executable, "-c", script])
 
 
 def test_run_all_runs_in_parallel_marks_and_skips(tmp_path):
@@ -182,14 +182,14 @@ def test_run_all_runs_in_parallel_marks_and_skips(tmp_path):
           _fake_run(tmp_path, "c", 0)]
   lines = []
   start = time.monotonic()
-  results = launching_processes.run_all(runs, parallel=2, log=lines.append)
+  results = processes.run_all(runs, parallel=2, log=lines.append)
   assert [results[n].status for n in "abc"] == ["done", "failed", "done"]
   assert results["b"].returncode == 3
   assert time.monotonic() - start < 2 * 1.0 + 5  # a and b overlapped.
   assert (tmp_path / "a" / "DONE").exists()
   assert json.loads((tmp_path / "b" / "FAILED").read_text())["returncode"] == 3
   assert "hello b" in (tmp_path / "b" / "train.log").read_text()
-  report = launching_processes.failure_report(runs, results)
+  report = processes.failure_report(runs, results)
   assert report.splitlines()[:3] == [
       "1 of 3 runs failed:",
       f"  b: exit code 3 (log: {tmp_path}/b/train.log)",
@@ -199,7 +199,7 @@ def test_run_all_runs_in_parallel_marks_and_skips(tmp_path):
 
   log_a = (tmp_path / "a" / "train.log").read_text()
   lines.clear()
-  results = launching_processes.run_all(runs, parallel=2, log=lines.append)
+  results = processes.run_all(runs, parallel=2, log=lines.append)
   assert "skipped (finished before): a" in lines
   assert "skipped (finished before): c" in lines
   assert results["a"].status == "skipped" and results["b"].status == "failed"
@@ -209,7 +209,7 @@ def test_run_all_runs_in_parallel_marks_and_skips(tmp_path):
 
 def test_summary_sorts_and_keeps_failed_runs(tmp_path):
   def make(name, metrics=None, eval_metrics=None):
-    run = launching.Run(name, {"seed": name[-1]}, str(tmp_path / name), [])
+    run = sweeps.Run(name, {"seed": name[-1]}, str(tmp_path / name), [])
     for stage, values in (metrics or {}).items():
       os.makedirs(tmp_path / name / stage)
       (tmp_path / name / stage / "final_metrics.json").write_text(
@@ -223,10 +223,10 @@ def test_summary_sorts_and_keeps_failed_runs(tmp_path):
   runs = [make("s0", {"visual": {"loss": 0.5}, "acoustic": {"loss": 0.2}}),
           make("s1", {"acoustic": {"loss": 0.1}, "visual": {"loss": 0.3}}),
           make("s2")]
-  results = {"s0": launching_processes.RunResult("done", 0),
-             "s1": launching_processes.RunResult("skipped", 0),
-             "s2": launching_processes.RunResult("failed", 1)}
-  summary = launching_summary.write_summary(
+  results = {"s0": processes.RunResult("done", 0),
+             "s1": processes.RunResult("skipped", 0),
+             "s2": processes.RunResult("failed", 1)}
+  summary = sweep_summary.write_summary(
       str(tmp_path), runs, results, stage_order=("acoustic", "visual"))
   assert summary["sort_by"] == "visual/loss"  # The last stage's loss.
   with open(summary["csv"]) as f:
@@ -245,26 +245,26 @@ def test_summary_sorts_and_keeps_failed_runs(tmp_path):
                  {"digit_accuracy": 0.4, "fad": {"real": 2.0}})
   runs[1] = make("e1", {"acoustic": {"loss": 2.0}}, {"digit_accuracy": 0.9})
   results.update(e0=results["s0"], e1=results["s1"])
-  summary = launching_summary.write_summary(str(tmp_path), runs, results)
+  summary = sweep_summary.write_summary(str(tmp_path), runs, results)
   assert summary["sort_by"] == "eval/digit_accuracy"
   assert [row["run"] for row in summary["rows"]] == ["e1", "e0", "s2"]
   assert summary["rows"][1]["eval/fad/real"] == 2.0
-  summary = launching_summary.write_summary(str(tmp_path), runs, results,
-                                            sort_by="+acoustic/loss")
+  summary = sweep_summary.write_summary(str(tmp_path), runs, results,
+                                        sort_by="+acoustic/loss")
   assert [row["run"] for row in summary["rows"]] == ["e0", "e1", "s2"]
 
 
 def test_cluster_commands_append_the_distributed_flags():
-  assert launching_processes.cluster_commands(["prog", "--x=1"], 2, 1234) == [
+  assert processes.cluster_commands(["prog", "--x=1"], 2, 1234) == [
       ["prog", "--x=1", "--coordinator_address=127.0.0.1:1234",
        "--num_processes=2", "--process_id=0"],
       ["prog", "--x=1", "--coordinator_address=127.0.0.1:1234",
        "--num_processes=2", "--process_id=1"]]
-  with pytest.raises(launching.LaunchError, match="No command to run"):
-    launching_processes.cluster_commands([], 2, 1234)
-  with pytest.raises(launching.LaunchError, match="at least 1, got 0"):
-    launching_processes.cluster_commands(["prog"], 0, 1234)
-  assert 0 < launching_processes.free_port() < 65536
+  with pytest.raises(sweeps.LaunchError, match="No command to run"):
+    processes.cluster_commands([], 2, 1234)
+  with pytest.raises(sweeps.LaunchError, match="at least 1, got 0"):
+    processes.cluster_commands(["prog"], 0, 1234)
+  assert 0 < processes.free_port() < 65536
 
 
 _CLUSTER_SCRIPT = """
@@ -281,7 +281,7 @@ def test_local_cluster_success_and_failure(tmp_path, capfd):
   lines = []
   command = [sys.executable, "-c", _CLUSTER_SCRIPT.format(failing=-1,
                                                           sleep=0)]
-  code = launching_processes.run_local_cluster(
+  code = processes.run_local_cluster(
       command, 3, port=4321, log_dir=str(tmp_path), log=lines.append)
   assert code == 0
   assert "process 0 of 3" in capfd.readouterr().out
@@ -294,7 +294,7 @@ def test_local_cluster_success_and_failure(tmp_path, capfd):
   command = [sys.executable, "-c", _CLUSTER_SCRIPT.format(failing=1,
                                                           sleep=60)]
   start = time.monotonic()
-  code = launching_processes.run_local_cluster(
+  code = processes.run_local_cluster(
       command, 2, log_dir=str(tmp_path), log=lines.append)
   assert time.monotonic() - start < 30
   assert code == 5

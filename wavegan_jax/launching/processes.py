@@ -1,6 +1,6 @@
 """Starting and watching the processes of sweeps and local clusters.
 
-`run_all` runs the train.py commands of a sweep (launching.make_runs) N at a
+`run_all` runs the train.py commands of a sweep (sweeps.make_runs) N at a
 time, each logging to <workdir>/train.log and leaving a DONE or FAILED marker
 there; `failure_report` says which failed and how. `run_local_cluster` starts
 N copies of a command wired to one jax.distributed coordinator on localhost.
@@ -18,9 +18,9 @@ import tempfile
 import time
 from typing import Callable, Optional, Sequence
 
-from wavegan_jax import launching
-from wavegan_jax.launching import LaunchError
-from wavegan_jax.launching import Run
+from wavegan_jax.launching import sweeps
+from wavegan_jax.launching.sweeps import LaunchError
+from wavegan_jax.launching.sweeps import Run
 
 
 @dataclasses.dataclass
@@ -56,12 +56,12 @@ def exit_on_sigterm():
 
 def _start(run: Run, env: Optional[dict]) -> tuple:
   os.makedirs(run.workdir, exist_ok=True)
-  failed_marker = os.path.join(run.workdir, launching.FAILED_MARKER)
+  failed_marker = os.path.join(run.workdir, sweeps.FAILED_MARKER)
   if os.path.exists(failed_marker):
     os.remove(failed_marker)
   # The file and the process outlive this call: run_all closes and waits.
   # pylint: disable=consider-using-with
-  log = open(os.path.join(run.workdir, launching.LOG_NAME), "a")
+  log = open(os.path.join(run.workdir, sweeps.LOG_NAME), "a")
   started = datetime.datetime.now()
   log.write(f"=== sweep: {started.isoformat()} starting "
             f"{shlex.join(run.command)}\n")
@@ -80,7 +80,7 @@ def _finish(run: Run, returncode: int,
                        "started": started.isoformat(),
                        "finished": finished.isoformat(),
                        "seconds": round(seconds, 1)})
-  marker = launching.DONE_MARKER if returncode == 0 else launching.FAILED_MARKER
+  marker = sweeps.DONE_MARKER if returncode == 0 else sweeps.FAILED_MARKER
   with open(os.path.join(run.workdir, marker), "w") as f:
     f.write(record + "\n")
   return RunResult("done" if returncode == 0 else "failed", returncode,
@@ -120,7 +120,7 @@ def run_all(runs: Sequence[Run], parallel: int = 1,
   """
   results, pending, running = {}, [], {}
   for run in runs:
-    if launching.is_finished(run):
+    if sweeps.is_finished(run):
       log(f"skipped (finished before): {run.name}")
       results[run.name] = RunResult("skipped", 0)
     else:
@@ -167,7 +167,7 @@ def failure_report(runs: Sequence[Run], results: dict) -> str:
     return ""
   lines = [f"{len(failed)} of {len(runs)} runs failed:"]
   for run in failed:
-    log_path = os.path.join(run.workdir, launching.LOG_NAME)
+    log_path = os.path.join(run.workdir, sweeps.LOG_NAME)
     lines.append(f"  {run.name}: exit code {results[run.name].returncode} "
                  f"(log: {log_path})")
     lines.extend(f"    | {line}" for line in log_tail(log_path))

@@ -7,8 +7,8 @@ loaded config before anything starts, and `make_runs` names a workdir after
 each run's overrides and builds its `launch/train.py` command. A run is
 finished when its workdir holds a DONE marker (train.py exited 0).
 
-The processes are started by launching_processes.py (sweeps and local
-clusters); launching_summary.py aggregates the runs' metrics.
+The processes are started by processes.py (sweeps and local clusters);
+sweep_summary.py aggregates the runs' metrics.
 """
 
 import ast
@@ -27,7 +27,7 @@ import ml_collections
 
 from wavegan_jax import errors
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO_ROOT / "launch" / "train.py"
 LOG_NAME = "train.log"
 DONE_MARKER = "DONE"

@@ -106,8 +106,8 @@ def write_summary(root: str, runs: Sequence, results: dict,
 
   Args:
     root: the sweep's --workdir_root.
-    runs: the launching.Run list, in grid order.
-    results: {run name: launching_processes.RunResult}.
+    runs: the sweeps.Run list, in grid order.
+    results: {run name: processes.RunResult}.
     stage_order: the experiment's stages in training order.
     sort_by: the metric column of the markdown order; a leading '-' sorts
       descending, '+' ascending; without a sign, metrics named like accuracy,
