@@ -26,13 +26,14 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from wavegan_jax import benchmarking
+from wavegan_jax.benchmarking import report
+from wavegan_jax.benchmarking import sections
 from wavegan_jax import errors
 from wavegan_jax.launching import sweeps
 from wavegan_jax.models import conv
 from wavegan_jax.models import wavegan
 
-_SECTIONS = flags.DEFINE_list("sections", list(benchmarking.SECTIONS),
+_SECTIONS = flags.DEFINE_list("sections", list(sections.SECTIONS),
                               "Sections to run, in order.")
 _DIM = flags.DEFINE_integer("dim", 64, "WaveGAN model width d.")
 _SLICE_LEN = flags.DEFINE_integer("slice_len", 16384, "Samples per example.")
@@ -89,7 +90,7 @@ def run(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    results = benchmarking.run_all(
+    results = sections.run_all(
         _SECTIONS.value, dim=_DIM.value, slice_len=_SLICE_LEN.value,
         batch_size=_BATCH_SIZE.value, repeats=_REPEATS.value,
         sample_rate=_SAMPLE_RATE.value, matmul_size=_MATMUL_SIZE.value,
@@ -102,7 +103,7 @@ def run(argv):
         profile_depth=_PROFILE_DEPTH.value, profile_top=_PROFILE_TOP.value)
   except ValueError as error:
     raise app.UsageError(str(error)) from error
-  print(benchmarking.format_table(results))
+  print(report.format_table(results))
   if _OUTPUT.value:
     with open(_OUTPUT.value, "w") as f:
       json.dump(results, f, indent=2)

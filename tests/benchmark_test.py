@@ -11,7 +11,10 @@ from absl.testing import flagsaver
 import pytest
 
 from tests.conftest import load_launch_script
-from wavegan_jax import benchmarking
+from wavegan_jax.benchmarking import report
+from wavegan_jax.benchmarking import sections
+from wavegan_jax.benchmarking import throughput
+from wavegan_jax.benchmarking import twins
 
 
 def _positive(value):
@@ -23,7 +26,7 @@ def test_analytic_generator_flops_by_hand():
   # 16, 64, 256, 1024, 4096, each 2 * length * 25 * C_in * C_out, batch 3.
   convs = 2 * 25 * (16 * 16 * 8 + 64 * 8 * 4 + 256 * 4 * 2 + 1024 * 2 * 1
                     + 4096 * 1 * 1)
-  assert benchmarking.generator_flops(1, 16384, 3) == 3 * (
+  assert throughput.generator_flops(1, 16384, 3) == 3 * (
       2 * 100 * 256 + convs)
 
 
@@ -32,7 +35,7 @@ def test_analytic_discriminator_flops_by_hand():
   # 64, 16, each 2 * length_out * 25 * C_in * C_out; dense 16*16 -> 1.
   convs = 2 * 25 * (4096 * 1 * 1 + 1024 * 1 * 2 + 256 * 2 * 4 + 64 * 4 * 8
                     + 16 * 8 * 16)
-  assert benchmarking.throughput.discriminator_flops(1, 16384, 3) == 3 * (
+  assert throughput.discriminator_flops(1, 16384, 3) == 3 * (
       convs + 2 * 16 * 16)
 
 
@@ -42,9 +45,9 @@ def test_roofline_ceiling_is_peak_over_torch_rate():
              "medians": {"torch": {"generate": 0.5, "g_step": 2.0},
                          "jax_winograd": {"generate": 0.25, "g_step": 4.0},
                          "jax_fast": {"generate": 9.0, "g_step": 9.0}}}
-  g = benchmarking.generator_flops(1, 16384, 2)
-  d = benchmarking.throughput.discriminator_flops(1, 16384, 2)
-  roof = benchmarking.roofline(results, peak_gflops=1e-3)
+  g = throughput.generator_flops(1, 16384, 2)
+  d = throughput.discriminator_flops(1, 16384, 2)
+  roof = throughput.roofline(results, peak_gflops=1e-3)
   assert roof["generate"]["torch_gflops"] == pytest.approx(g / 0.5 / 1e9)
   assert roof["generate"]["jax_peak_fraction"] == pytest.approx(
       g / 0.25 / 1e9 / 1e-3)
@@ -56,10 +59,10 @@ def test_roofline_ceiling_is_peak_over_torch_rate():
 
 def test_round_ratios_pair_each_round():
   # Rounds: torch 2.0 / jax 1.0, torch 3.0 / jax 1.5, torch 1.0 / jax 2.0.
-  assert benchmarking.twins.round_ratios([2.0, 3.0, 1.0], [1.0, 1.5, 2.0]) == (
+  assert twins.round_ratios([2.0, 3.0, 1.0], [1.0, 1.5, 2.0]) == (
       0.5, 2.0)
   with pytest.raises(ValueError):  # One side missed a round.
-    benchmarking.twins.round_ratios([1.0, 2.0], [1.0])
+    twins.round_ratios([1.0, 2.0], [1.0])
 
 
 def test_host_info_reads_cpuinfo(tmp_path):
@@ -68,16 +71,16 @@ def test_host_info_reads_cpuinfo(tmp_path):
                      "flags\t\t: fpu sse2 avx fma avx2 bmi2\n\n"
                      "processor\t: 1\nmodel name\t: Test CPU 9000\n"
                      "flags\t\t: fpu sse2 avx fma avx2 bmi2\n")
-  host = benchmarking.host_info(str(cpuinfo))
+  host = sections.host_info(str(cpuinfo))
   assert host == {"cpu": "Test CPU 9000", "logical_cores": os.cpu_count(),
                   "simd": ["avx2", "fma"]}
   # No /proc/cpuinfo (macOS, Windows): the platform's name, no flags.
-  assert benchmarking.host_info(str(tmp_path / "missing"))["simd"] == []
+  assert sections.host_info(str(tmp_path / "missing"))["simd"] == []
 
 
 def test_library_imports_without_torch():
   # A fresh interpreter: importing the library must not import torch.
-  code = ("import sys, wavegan_jax.benchmarking; "
+  code = ("import sys, wavegan_jax.benchmarking.sections; "
           "print('torch' in sys.modules)")
   completed = subprocess.run([sys.executable, "-c", code], check=True,
                              capture_output=True, text=True)
@@ -86,20 +89,20 @@ def test_library_imports_without_torch():
 
 def test_unknown_section_is_named():
   with pytest.raises(ValueError, match=r"Unknown benchmark sections \['gpu'\]"):
-    benchmarking.run_all(["gpu"], dim=4, slice_len=16384, batch_size=2,
-                         repeats=1, sample_rate=16000, matmul_size=8,
-                         stage_config=None, stage_repeats=1,
-                         wavegan_config=None, manual_dir=None, data_dir=None,
-                         pipeline_batches=1)
+    sections.run_all(["gpu"], dim=4, slice_len=16384, batch_size=2,
+                     repeats=1, sample_rate=16000, matmul_size=8,
+                     stage_config=None, stage_repeats=1,
+                     wavegan_config=None, manual_dir=None, data_dir=None,
+                     pipeline_batches=1)
 
 
 def test_unknown_convolution_implementation_is_named():
   with pytest.raises(ValueError, match=r"implementation 'fft'.*winograd"):
-    benchmarking.wavegan_side_by_side(4, 16384, 2, 1, compare_impls=("fft",))
+    twins.wavegan_side_by_side(4, 16384, 2, 1, compare_impls=("fft",))
 
 
 def test_pipeline_without_data_is_skipped_with_null_key():
-  results = benchmarking.run_all(
+  results = sections.run_all(
       ["pipeline"], dim=4, slice_len=16384, batch_size=2, repeats=1,
       sample_rate=16000, matmul_size=8, stage_config=None, stage_repeats=1,
       wavegan_config=None, manual_dir=None, data_dir=None, pipeline_batches=1)
@@ -122,8 +125,8 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
                  f"--data_dir={av_digits_data_dir}", f"--output={output}"])
     returned = benchmark.run(["benchmark"])
   results = json.loads(output.read_text())
-  assert results["sections"] == list(benchmarking.SECTIONS)
-  assert results["host"] == benchmarking.host_info()
+  assert results["sections"] == list(sections.SECTIONS)
+  assert results["host"] == sections.host_info()
   # Section 1.
   # The default convolutions against PyTorch, 'winograd' (--compare_impls's
   # default) timed beside them.
@@ -139,7 +142,7 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
         medians["jax_winograd"][workload] / medians["jax_fourier"][workload])
     times = results["times"]
     low, high = results[f"ratio_{workload}_rounds"]
-    assert (low, high) == benchmarking.twins.round_ratios(
+    assert (low, high) == twins.round_ratios(
         times["torch"][workload], times["jax_fourier"][workload])
     assert low <= ratio <= high
   # d=4: G = 100*16*64 + 16*64 + sum of 25*Cin*Cout + Cout over the layers.
@@ -151,7 +154,7 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
   for key in ("clips_per_s", "real_time_factor", "gflops", "peak_gflops",
               "generate_peak_fraction"):
     assert _positive(generation[key]), key
-  assert generation["flops_analytic"] == benchmarking.generator_flops(
+  assert generation["flops_analytic"] == throughput.generator_flops(
       4, 16384, 2)
   assert generation["real_time_factor"] == pytest.approx(
       generation["clips_per_s"] * 16384 / 16000)
@@ -214,24 +217,24 @@ class _FakeCuda:
 
 
 def test_torch_device_selection(monkeypatch):
-  torch = benchmarking.twins._torch()
+  torch = twins._torch()
   monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-  device, name = benchmarking.twins.torch_device(torch)
+  device, name = twins.torch_device(torch)
   assert device == "cpu" and name
-  assert benchmarking.twins.compute_dtypes(device) == ("float32",)
+  assert twins.compute_dtypes(device) == ("float32",)
   monkeypatch.setattr(torch, "cuda", _FakeCuda)
-  assert benchmarking.twins.torch_device(torch) == ("cuda", "Fake GPU 0")
-  assert benchmarking.twins.compute_dtypes("cuda") == ("float32", "bfloat16")
+  assert twins.torch_device(torch) == ("cuda", "Fake GPU 0")
+  assert twins.compute_dtypes("cuda") == ("float32", "bfloat16")
 
 
 def test_side_by_side_runs_float32_and_bfloat16_pairs(monkeypatch):
   """The GPU branch's runners and ratios, here on CPU: PyTorch's device
   is the CPU (no GPU seen), both precisions forced."""
-  torch = benchmarking.twins._torch()
+  torch = twins._torch()
   monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-  monkeypatch.setattr(benchmarking.twins, "compute_dtypes",
+  monkeypatch.setattr(twins, "compute_dtypes",
                       lambda device: ("float32", "bfloat16"))
-  results, runner = benchmarking.wavegan_side_by_side(
+  results, runner = twins.wavegan_side_by_side(
       dim=2, slice_len=8192, batch_size=2, repeats=1, conv_impl="fast")
   assert runner.name == "jax_fast"
   assert set(results["medians"]) == {"jax_fast", "jax_fast_bf16", "torch",
@@ -245,8 +248,8 @@ def test_side_by_side_runs_float32_and_bfloat16_pairs(monkeypatch):
         medians["torch_bf16"][workload] / medians["jax_fast_bf16"][workload])
     assert results[f"ratio_{workload}"] == (
         medians["torch"][workload] / medians["jax_fast"][workload])
-  # The top-level keys `benchmarking.run` adds beside the section's.
-  table = benchmarking.format_table(
+  # The top-level keys `sections.run_all` adds beside the section's.
+  table = report.format_table(
       {**results, "generate_peak_fraction": None,
        "pipeline_over_consumption_min": None})
   assert "devices: JAX cpu (cpu), PyTorch " in table

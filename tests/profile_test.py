@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from wavegan_jax import benchmarking
 from wavegan_jax.benchmarking import profile
+from wavegan_jax.benchmarking import sections
 
 
 def test_model_parts_from_op_names():
@@ -78,7 +78,7 @@ def test_profile_attributes_the_step_to_its_parts():
 def test_unknown_profile_stage_fails_before_any_section_runs():
   with pytest.raises(ValueError, match=r"acoustic,visual,generator; got "
                      r"\['decoder'\]"):
-    benchmarking.run_all(
+    sections.run_all(
         ["wavegan", "profile"], dim=4, slice_len=16384, batch_size=2,
         repeats=1, sample_rate=16000, matmul_size=8, stage_config=None,
         stage_repeats=1, wavegan_config=None, manual_dir=None,
