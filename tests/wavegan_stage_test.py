@@ -19,6 +19,7 @@ from wavegan_jax.data import pipeline
 from wavegan_jax.models import specgan
 from wavegan_jax.training import gan
 from wavegan_jax.training import state as state_lib
+from wavegan_jax.training import wavegan_options
 from wavegan_jax.training.stages import wavegan as wavegan_stage
 
 
@@ -463,7 +464,7 @@ def test_extra_terms_add_their_gradient_to_the_generator_only(simultaneous,
     loss_fn = lambda p: losses.loudness_distance(
         generator.apply({"params": p}, z), batch["audio"], 64)
   else:
-    features = wavegan_stage.mode_seeking_features_from(
+    features = wavegan_options.mode_seeking_features_from(
         {"mode_seeking_space": term}, "waveform",
         config.data.builder_kwargs.sample_rate)
     assert (features is None) == (term == "waveform")
@@ -522,7 +523,7 @@ def test_log_mel_features_fold_channels_and_floor_the_silence():
   # sits at the floor, log of white noise at -50 dBFS in each band.
   clip = np.zeros((2, 8192, 2), np.float32)
   clip[1, :, 1] = np.sin(np.arange(8192) * 2 * np.pi * 440 / 8000)
-  got = np.asarray(wavegan_stage.log_mel_features(jnp.asarray(clip), 8000))
+  got = np.asarray(wavegan_options.log_mel_features(jnp.asarray(clip), 8000))
   assert got.shape == (2, 2 * 129, 40)
   floor = np.log(spectral.noise_mel_floor(8000, 256, 40, -50.0))
   np.testing.assert_allclose(got[0], np.broadcast_to(floor, (258, 40)),
@@ -550,13 +551,13 @@ def test_loudness_frames_are_32_ms_and_need_one_frame():
   adversarial = {"loudness_weight": 1.0}
   builder = ml_collections.ConfigDict({"sample_rate": 8000,
                                        "slice_len": 8192})
-  assert wavegan_stage.loudness_from(adversarial, "waveform", builder) == {
+  assert wavegan_options.loudness_from(adversarial, "waveform", builder) == {
       "loudness_weight": 1.0, "loudness_frame_length": 256}
   builder.slice_len = 200
   with pytest.raises(errors.UserFacingError,
                      match=r"at least one 32 ms frame \(256 samples\), got "
                            r"slice_len 200"):
-    wavegan_stage.loudness_from(adversarial, "waveform", builder)
+    wavegan_options.loudness_from(adversarial, "waveform", builder)
 
 
 def test_mode_seeking_needs_an_even_batch():
