@@ -98,6 +98,29 @@ def read_config(workdir: str, what: str = "workdir"
     raise EvaluationError(f"{path} is not valid JSON ({error})") from error
 
 
+def run_to_evaluate(workdir: str, judges_workdir: Optional[str],
+                    manual_dir: Optional[str]):
+  """(config, judges_workdir, manual_dir) of a run to evaluate, checked.
+
+  judges_workdir defaults to W/../judges, manual_dir to
+  $WAVEGAN_MANUAL_DIR.
+
+  Raises:
+    EvaluationError: a workdir or manual dir that does not exist, or a
+      workdir without a readable config.json.
+  """
+  if not os.path.isdir(workdir):
+    raise EvaluationError(f"workdir {workdir} does not exist")
+  config = read_config(workdir)
+  if judges_workdir is None:
+    judges_workdir = os.path.join(
+        os.path.dirname(os.path.abspath(workdir)), "judges")
+  manual_dir = manual_dir or os.environ.get("WAVEGAN_MANUAL_DIR")
+  if manual_dir is not None and not os.path.isdir(manual_dir):
+    raise EvaluationError(f"manual dir {manual_dir} does not exist")
+  return config, judges_workdir, manual_dir
+
+
 def _require_export(workdir: str, stage: str, hint: str) -> str:
   path = checkpointing.export_path(workdir, stage)
   if not os.path.isdir(path):
@@ -494,15 +517,8 @@ def evaluate(workdir: str, *, split: str = "test",
   Raises:
     EvaluationError: bad input (the message names the path or value).
   """
-  if not os.path.isdir(workdir):
-    raise EvaluationError(f"workdir {workdir} does not exist")
-  config = read_config(workdir)
-  if judges_workdir is None:
-    judges_workdir = os.path.join(
-        os.path.dirname(os.path.abspath(workdir)), "judges")
-  manual_dir = manual_dir or os.environ.get("WAVEGAN_MANUAL_DIR")
-  if manual_dir is not None and not os.path.isdir(manual_dir):
-    raise EvaluationError(f"manual dir {manual_dir} does not exist")
+  config, judges_workdir, manual_dir = run_to_evaluate(
+      workdir, judges_workdir, manual_dir)
   if not (isinstance(latent_scale, (int, float))
           and math.isfinite(latent_scale) and latent_scale > 0):
     raise EvaluationError(f"latent_scale must be a finite number > 0, got "

@@ -237,9 +237,8 @@ def evaluate_robustness(workdir: str, *,
   Raises:
     EvaluationError: bad input (the message names the path or value).
   """
-  if not os.path.isdir(workdir):
-    raise EvaluationError(f"workdir {workdir} does not exist")
-  config = evaluate.read_config(workdir)
+  config, judges_workdir, manual_dir = evaluate.run_to_evaluate(
+      workdir, judges_workdir, manual_dir)
   if "acoustic" not in config:
     raise EvaluationError(f"{workdir}/config.json is not an audio-visual "
                           "run: the robustness set is for video-to-speech "
@@ -248,12 +247,6 @@ def evaluate_robustness(workdir: str, *,
       batch_size, int) or batch_size < 1:
     raise EvaluationError(f"batch_size must be an integer >= 1, got "
                           f"{batch_size!r}")
-  if judges_workdir is None:
-    judges_workdir = os.path.join(
-        os.path.dirname(os.path.abspath(workdir)), "judges")
-  manual_dir = manual_dir or os.environ.get("WAVEGAN_MANUAL_DIR")
-  if manual_dir is not None and not os.path.isdir(manual_dir):
-    raise EvaluationError(f"manual dir {manual_dir} does not exist")
   output_dir = output_dir or default_output_dir(workdir)
   set_dir = set_dir or os.path.join(output_dir, SET_DIR)
   judges = evaluate.Judges(judges_workdir)
