@@ -25,6 +25,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from wavegan_jax import errors
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.",
                                required=True)
 _HOST = flags.DEFINE_string(
@@ -40,6 +42,9 @@ _MAX_UPLOAD_MB = flags.DEFINE_float("max_upload_mb", 50,
                                     "Largest upload, in MB.")
 
 
+errors.define_debug_flag()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -47,17 +52,16 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   # Imported here so that --help stays fast.
   from wavegan_jax.demo import server
-  from wavegan_jax.evaluation import generate_command
   try:
     server.serve(_WORKDIR.value, host=_HOST.value, port=_PORT.value,
                  data_dir=_DATA_DIR.value, manual_dir=_MANUAL_DIR.value,
                  max_upload_bytes=int(_MAX_UPLOAD_MB.value * 1e6))
-  except generate_command.USER_ERRORS as error:
-    # A bad --manual_dir, or a port that is taken.
-    print(f"error: {generate_command.describe_error(error)}",
-          file=sys.stderr)
-    sys.exit(2)
+  except OSError as error:
+    # A port that is taken is the user's to fix too (errors.cli_main says
+    # the rest in one line).
+    errors.print_error(error)
+    sys.exit(errors.EXIT_USER_ERROR)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

@@ -18,7 +18,6 @@ status 2.
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,6 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app
 from absl import flags
 from absl import logging
+
+from wavegan_jax import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The AV run to evaluate.")
 _JUDGES_WORKDIR = flags.DEFINE_string(
@@ -54,6 +55,9 @@ _MAKE_SET_ONLY = flags.DEFINE_bool(
     "make_set_only", False, "Only write the set to --set_dir.")
 
 
+errors.define_debug_flag()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -61,41 +65,31 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   # Imported here so that --help stays fast.
   from wavegan_jax.data import robustness as robustness_set
-  from wavegan_jax.evaluation import evaluate
   from wavegan_jax.evaluation import robustness
-  from wavegan_jax.training import checkpointing
   # pylint: enable=g-import-not-at-top
-  try:
-    if _MAKE_SET_ONLY.value:
-      if not _SET_DIR.value:
-        raise evaluate.EvaluationError("--make_set_only needs --set_dir")
-      manual_dir = _MANUAL_DIR.value or os.environ.get("WAVEGAN_MANUAL_DIR")
-      if not manual_dir:
-        raise evaluate.EvaluationError(
-            "--make_set_only needs --manual_dir (or $WAVEGAN_MANUAL_DIR)")
-      try:
-        manifest = robustness_set.make_set(
-            manual_dir, _SET_DIR.value, kinds=_KINDS.value,
-            clips_per_kind=(_CLIPS_PER_KIND.value or
-                            robustness_set.DEFAULT_CLIPS_PER_KIND),
-            seed=_SET_SEED.value or 0)
-      except robustness_set.RobustnessSetError as error:
-        raise evaluate.EvaluationError(str(error)) from error
-      print(f"wrote {manifest}")
-      return
-    if not _WORKDIR.value:
-      raise evaluate.EvaluationError("--workdir is required (or "
-                                     "--make_set_only)")
-    results = robustness.evaluate_robustness(
-        _WORKDIR.value, judges_workdir=_JUDGES_WORKDIR.value,
-        set_dir=_SET_DIR.value, output_dir=_OUTPUT_DIR.value,
-        manual_dir=_MANUAL_DIR.value, clips_per_kind=_CLIPS_PER_KIND.value,
-        kinds=_KINDS.value, set_seed=_SET_SEED.value,
-        batch_size=_BATCH_SIZE.value, seed=_SEED.value)
-  except (evaluate.EvaluationError,
-          checkpointing.CheckpointMismatchError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+  # A user error ends in one line and exit 2 (errors.cli_main).
+  if _MAKE_SET_ONLY.value:
+    if not _SET_DIR.value:
+      raise errors.EvaluationError("--make_set_only needs --set_dir")
+    manual_dir = _MANUAL_DIR.value or os.environ.get("WAVEGAN_MANUAL_DIR")
+    if not manual_dir:
+      raise errors.EvaluationError(
+          "--make_set_only needs --manual_dir (or $WAVEGAN_MANUAL_DIR)")
+    manifest = robustness_set.make_set(
+        manual_dir, _SET_DIR.value, kinds=_KINDS.value,
+        clips_per_kind=(_CLIPS_PER_KIND.value or
+                        robustness_set.DEFAULT_CLIPS_PER_KIND),
+        seed=_SET_SEED.value or 0)
+    print(f"wrote {manifest}")
+    return
+  if not _WORKDIR.value:
+    raise errors.EvaluationError("--workdir is required (or --make_set_only)")
+  results = robustness.evaluate_robustness(
+      _WORKDIR.value, judges_workdir=_JUDGES_WORKDIR.value,
+      set_dir=_SET_DIR.value, output_dir=_OUTPUT_DIR.value,
+      manual_dir=_MANUAL_DIR.value, clips_per_kind=_CLIPS_PER_KIND.value,
+      kinds=_KINDS.value, set_seed=_SET_SEED.value,
+      batch_size=_BATCH_SIZE.value, seed=_SEED.value)
   for kind, values in results["kinds"].items():
     print(f"{kind}: digit={values['digit_accuracy']:.3f} "
           f"(real {values['real_digit_accuracy']:.3f}) "
@@ -108,4 +102,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(errors.cli_main(main))

@@ -28,12 +28,21 @@ class ConfigError(UserFacingError, ValueError):
   """A config value that cannot work; str() names the key and the value."""
 
 
+class AugmentConfigError(ConfigError):
+  """A bad `visual.augment` value; the message names the key and value."""
+
+
 class LaunchError(UserFacingError, ValueError):
   """A problem with the user's sweep or command; the message says what."""
 
 
 class EvaluationError(UserFacingError):
   """Bad input to the evaluation (missing export, judges, unknown split)."""
+
+
+class RobustnessSetError(UserFacingError, ValueError):
+  """Bad input to the robustness set maker; the message names the value or
+  file."""
 
 
 class CheckpointMismatchError(UserFacingError, ValueError):

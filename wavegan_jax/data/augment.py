@@ -38,11 +38,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from wavegan_jax import errors
+
 STAGES = ("visual", "generator")
 
 
-class AugmentConfigError(ValueError):
-  """A bad `visual.augment` value; the message names the key and value."""
+AugmentConfigError = errors.AugmentConfigError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,6 +48,7 @@ from PIL import ImageFont
 import scipy.ndimage
 import soundfile
 
+from wavegan_jax import errors
 from wavegan_jax.data import av_digits
 from wavegan_jax.data import common
 from wavegan_jax.data import media
@@ -77,8 +78,7 @@ MIN_COLOUR_CONTRAST = 0.35
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-class RobustnessSetError(ValueError):
-  """Bad input to the set maker; the message names the value or file."""
+RobustnessSetError = errors.RobustnessSetError
 
 
 @dataclasses.dataclass(frozen=True)
