@@ -30,50 +30,36 @@ with the same padding string, up to float rounding; the reference forms are
 kept as `conv1d_reference` / `conv_transpose1d_reference` and selectable with
 `impl='reference'`.
 
-Winograd option (`impl='winograd'`): the stride-1 correlations above run at
-about this CPU's float32 matmul peak, so only fewer FLOPs make them faster.
-Toom-Cook / Winograd F(2, T) computes 2 outputs of a T-tap correlation with
-T + 1 channel-mixing products instead of 2T (0.57x the matmul work for
-WaveGAN's T = 7), forward and in both autodiff gradients. Measured on a
-2-core XLA:CPU (d=64, batch 16, 16384 samples): generation, the generator
-step and the WGAN-GP critic step take about 0.8x the time of 'fast'. It
-costs accuracy: about 3e-6 relative error per layer instead of 3e-7 (tiles
-of 4 outputs were faster still, about 0.65x, but reach 1-2e-5, beyond this
-project's tolerance). It is used only where both channel counts
-of the correlation are >= WINOGRAD_MIN_CHANNELS; narrow layers (the first
-discriminator and last generator layer) keep the direct convolution, where
-the transforms' memory traffic outweighs the saved FLOPs. Splitting the 7
-taps into parts of 4 and 3 (F(4, 4) + F(4, 3): the error of F(2, 7), 13
-products per 4 outputs instead of 16), or stacking the parts on the channel
-axis for one F(4, 4), was slower in the whole model (scratch timings).
+Winograd option (`impl='winograd'`): Toom-Cook / Winograd F(2, T) computes
+2 outputs of a T-tap correlation with T + 1 channel-mixing products instead
+of 2T, forward and in both autodiff gradients, at about 10x the direct
+form's rounding (~3e-6 relative per layer). It is used only where both
+channel counts of the correlation are >= WINOGRAD_MIN_CHANNELS; narrow
+layers keep the direct convolution, where the transforms' memory traffic
+outweighs the saved FLOPs.
 
 Fourier option (`impl='fourier'`): the same A^T ((G g) * (B^T d)) form with
 the points on the unit circle, i.e. overlap-save with a real DFT of 32-sample
-windows (`_fourier_matrices`). A window gives 26 outputs of a 7-tap
-correlation for 47 channel-mixing products (two real bins, 15 complex bins
-at three real products each): 1.8 products per output against 4 for
-F(2, 7) and 7 direct, with the direct convolution's accuracy (~3e-7: the
-DFT is well conditioned at any window size, Winograd's real points are
-not). The transformed kernel is 47/7 times the kernel, so it pays only
-where many windows share it: layers with at least FOURIER_MIN_WINDOWS
-windows (batch x windows per example) and both channel counts >=
-WINOGRAD_MIN_CHANNELS; the others keep Winograd (wide) or the direct
-convolution. At d=64, batch 16 that is the generator's third and fourth
-layers and the discriminator's second and third.
+windows (`_fourier_matrices`): 26 outputs of a 7-tap correlation from 47
+channel-mixing products, at the direct convolution's accuracy. The
+transformed kernel is 47/7 times the kernel, so it is used only on layers
+with at least FOURIER_MIN_WINDOWS windows (batch x windows per example) and
+both channel counts >= WINOGRAD_MIN_CHANNELS; the others keep Winograd
+(wide) or the direct convolution.
 
-Per-tap forward (every impl but 'reference', inference only): the polyphase
-form rearranges the kernel into [T, Cin, s*Cout] on every call (a copy of
-the whole kernel), and Winograd then transforms it. In WaveGAN's first
-generator layer at batch 16 (16 positions, a 1024 x 512 x 25 kernel) that
-was ~70 ms of copies around a ~40 ms matmul. There, and in a last layer
-with stride x Cout <= 4 outputs per position, conv_transpose1d's forward
-is instead one matmul of x with the kernel as stored ([B, L, K, Cout]
-products) and an overlap-add of ceil(K/s) shifted slices
-(`_taps_matmul_transpose`). Under reverse-mode autodiff the polyphase form
-runs instead, forward and backward (`_taps_forward`): the backward needs
-the rearranged kernel anyway.
-Forward-mode autodiff (jvp) of such a layer is not supported, as for every
-stride-1 correlation here (`_conv_stride1`).
+Per-tap forward (every impl but 'reference', inference only): where the
+kernel outweighs the activations, or a last layer has stride x Cout <= 4
+outputs per position, conv_transpose1d's forward is one matmul of x with
+the kernel as stored and an overlap-add of ceil(K/s) shifted slices
+(`_taps_matmul_transpose`), which spares rearranging (and transforming)
+the whole kernel on every call. Under reverse-mode autodiff the polyphase
+form runs instead, forward and backward (`_taps_forward`): the backward
+needs the rearranged kernel anyway. Forward-mode autodiff (jvp) of such a
+layer is not supported, as for every stride-1 correlation here
+(`_conv_stride1`).
+
+Timings of every form, and the variants tried and dropped, are in
+docs/performance.md ("Why the JAX side is fast").
 
 `impl='auto'` (conv_auto.py) picks one of 'fast', 'fourier', 'winograd'
 and 'reference' per layer shape, mode (forward only or differentiated)

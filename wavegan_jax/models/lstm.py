@@ -19,11 +19,7 @@ arranged for a CPU, where the recurrence is a chain of small serial steps:
   one product over all steps after it, where autodiff of the loop adds a
   small product into a carried kernel gradient at every step.
 
-At the default fusion LSTM's size (batch 16, 32 steps, 208 inputs, 256 per
-direction) a forward and backward pass took ~0.85x the flax formulation's
-time on a 2-core AVX2 CPU (both timed alternately in one process); the
-written-out backward then took another 1.03x off there and 1.15-1.36x at
-the encoders' 128 units (bi- and unidirectional, 64 inputs).
+Timings against the flax formulation are in docs/performance.md.
 
 The numbers equal nn.RNN(nn.OptimizedLSTMCell) up to float summation order
 (tests/lstm_test.py).

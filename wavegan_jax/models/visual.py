@@ -40,10 +40,11 @@ at most 5 x 5 pixel positions while it is shown, so a batch of 16 clips
 (512 frames) holds about 128 distinct frames (156 at most in 2000 train
 batches). The CNN treats frames independently, so with `frame_budget=K` it
 runs on at most K distinct frames of the batch and every frame takes its
-copy's features: the same numbers, for about 0.3x of the CNN's time at
-K = 160. The frames are grouped in the step itself (two 32-bit hashes of
-each frame's bytes sort equal frames together; neighbours are then compared
-exactly, so distinct frames are never merged). The budget is static, so the
+copy's features: the same numbers, for a fraction of the CNN's time
+(docs/performance.md, section 3). The frames are grouped in the step itself
+(two 32-bit hashes of each frame's bytes sort equal frames together;
+neighbours are then compared exactly, so distinct frames are never
+merged). The budget is static, so the
 caller checks that a batch fits (`count_distinct_frames` on the host) and
 runs a step compiled without it otherwise; a batch over the budget gives
 NaN features, never silently dropped frames.
