@@ -1,7 +1,7 @@
 """Instruments from the field, beside the project's own judges.
 
 The judges are trained on the clips the generators imitate and are lenient
-with smeared, buzzy audio (DESIGN.md, "Good sound, not only a good score").
+with smeared, buzzy audio (docs/instruments.md).
 These measures come from outside the project; `evaluate.py` applies each to
 the generated clips and to the real clips of the same evaluation:
 
