@@ -91,7 +91,9 @@ def _base_config():
       decoder_channels=256, kernel_len=25, noise_features=16,
       num_harmonics=32, num_noise_bands=32,
       # The conv decoder's forms and dtype (docs/performance_auto.md).
-      conv_impl="fast", compute_dtype="float32")
+      conv_impl="fast", compute_dtype="float32",
+      # 'snake': BigVGAN's periodic activation in the conv decoder.
+      decoder_activation="relu")
   # kind 'wavegan' (dim, phaseshuffle_rad, condition), 'stft' or 'vocoder'
   # (periods, period_channels, fft_sizes, spectrogram_channels): each kind
   # reads its own keys.

@@ -106,3 +106,46 @@ def test_default_parameter_counts_match_docstring():
     counts.append(generator.count_params(
         jax.eval_shape(model.init, jax.random.key(0), *shapes)))
   assert counts == [1_470_721, 2_260_741, 558_848]
+
+
+def test_snake_is_its_formula_with_alpha_per_channel():
+  x = jax.random.normal(jax.random.key(0), (2, 7, 3))
+  snake = generator.Snake()
+  params = snake.init(jax.random.key(1), x)
+  assert params["params"]["alpha"].shape == (3,)
+  alpha = jnp.array([0.5, 1.0, 3.0])
+  out = snake.apply({"params": {"alpha": alpha}}, x)
+  np.testing.assert_allclose(
+      out, x + np.sin(np.asarray(alpha) * x) ** 2 / np.asarray(alpha),
+      rtol=1e-5, atol=1e-6)
+
+
+def test_snake_decoder_has_an_alpha_per_activation_and_trains_it():
+  model = generator.AVGenerator(num_samples=256, num_frames=4,
+                                decoder_activation="snake", **TINY)
+  inputs = _inputs()
+  params = jax.jit(model.init)(jax.random.key(0), *inputs)
+  decoder = params["params"]["decoder"]
+  # The input layer's and every upsampling layer's but the last.
+  assert sorted(k for k in decoder if k.startswith("snake")) == [
+      "snake_0", "snake_1", "snake_input"]
+  relu = generator.AVGenerator(num_samples=256, num_frames=4, **TINY)
+  relu_params = jax.jit(relu.init)(jax.random.key(0), *inputs)
+  assert (generator.count_params(params) - generator.count_params(
+      relu_params)) == 16 + 8 + 4  # One alpha per channel.
+  target = jax.random.normal(jax.random.key(5), (2, 256))
+  grads = jax.grad(lambda p: jnp.sum(model.apply(p, *inputs) * target))(
+      params)
+  assert np.abs(np.asarray(grads["params"]["decoder"]["snake_1"]["alpha"])
+                ).max() > 0
+
+
+def test_snake_needs_the_conv_decoder():
+  for kwargs, message in (
+      (dict(decoder_activation="tanh"), "decoder_activation must be one of"),
+      (dict(decoder_activation="snake", decoder="lstm"),
+       "implemented for decoder='conv' only")):
+    model = generator.AVGenerator(num_samples=256, num_frames=4,
+                                  **{**TINY, **kwargs})
+    with pytest.raises(ValueError, match=message):
+      jax.eval_shape(model.init, jax.random.key(0), *_inputs())

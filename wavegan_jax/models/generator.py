@@ -14,6 +14,9 @@ Decoders (samples_per_frame = num_samples / num_frames):
   (stride 4, kernel kernel_len, ReLU), halving the channels each layer; the
   last goes to 1 channel + tanh. The output length is exactly
   num_frames * 4 ** layers = num_samples.
+  With `decoder_activation='snake'` every ReLU of the stack is BigVGAN's
+  Snake, x + sin^2(alpha x) / alpha with a learned alpha per channel: a
+  periodic bias towards harmonic waveforms.
 * 'lstm': an LSTM at frame rate whose dense output emits one hop of
   samples_per_frame samples per frame (tanh), concatenated in time.
 * 'harmonic': the fused sequence, upsampled 4x by a transposed conv to a
@@ -47,6 +50,25 @@ from wavegan_jax.models import transformer
 
 FUSIONS = ("lstm", "lstm_transformer")
 DECODERS = ("conv", "lstm", "harmonic")
+DECODER_ACTIVATIONS = ("relu", "snake")
+
+
+class Snake(nn.Module):
+  """x + sin^2(alpha x) / alpha over the last axis, alpha learned per
+  channel (initialised to 1); BigVGAN's periodic activation."""
+
+  @nn.compact
+  def __call__(self, x):
+    alpha = self.param("alpha", nn.initializers.ones, (x.shape[-1],),
+                       jnp.float32).astype(x.dtype)
+    return x + jnp.sin(alpha * x) ** 2 / (alpha + 1e-9)
+
+
+def _activation(name: str, layer: str):
+  """The decoder's nonlinearity `name` as a callable (Snake has params)."""
+  if name == "snake":
+    return Snake(name=f"snake_{layer}")
+  return nn.relu
 
 
 def count_params(params) -> int:
@@ -147,14 +169,15 @@ class ConvDecoder(nn.Module):
   upsample_stride: int = 4
   conv_impl: str = "fast"
   compute_dtype: str = "float32"
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, fused):
     layers = num_upsample_layers(self.num_samples, self.num_frames,
                                  self.upsample_stride)
     dtype = conv.compute_dtype(self.compute_dtype)
-    x = nn.relu(nn.Dense(self.decoder_channels, dtype=dtype, name="input")(
-        fused.astype(dtype)))
+    x = _activation(self.activation, "input")(nn.Dense(
+        self.decoder_channels, dtype=dtype, name="input")(fused.astype(dtype)))
     if layers == 0:
       x = nn.Dense(1, dtype=dtype, name="output")(x)
     for layer in range(layers):
@@ -165,7 +188,7 @@ class ConvDecoder(nn.Module):
                                impl=self.conv_impl,
                                name=f"upsample_{layer}")(x)
       if not last:
-        x = nn.relu(x)
+        x = _activation(self.activation, str(layer))(x)
     return jnp.tanh(x[..., 0]).astype(jnp.float32)
 
 
@@ -265,6 +288,8 @@ class AVGenerator(nn.Module):
     compute_dtype: 'float32' or 'bfloat16' (GPU / TPU): the conv decoder's
       activations and products (params stay float32; the fusion LSTM runs
       in float32). Other decoders take 'float32' only.
+    decoder_activation: the conv decoder's nonlinearity, 'relu' or
+      'snake' (see `Snake`).
 
   Params: `fusion/...` and `decoder/...`.
   """
@@ -286,11 +311,20 @@ class AVGenerator(nn.Module):
   num_noise_bands: int = 32
   conv_impl: str = "fast"
   compute_dtype: str = "float32"
+  decoder_activation: str = "relu"
 
   def setup(self):
     if self.decoder not in DECODERS:
       raise ValueError(
           f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+    if self.decoder_activation not in DECODER_ACTIVATIONS:
+      raise ValueError(
+          f"decoder_activation must be one of {DECODER_ACTIVATIONS}, got "
+          f"{self.decoder_activation!r}")
+    if self.decoder_activation != "relu" and self.decoder != "conv":
+      raise ValueError(
+          f"decoder_activation={self.decoder_activation!r} is implemented "
+          f"for decoder='conv' only, got decoder={self.decoder!r}")
     conv.compute_dtype(self.compute_dtype)  # Validates the name.
     if self.compute_dtype != "float32" and self.decoder != "conv":
       raise ValueError(
@@ -308,7 +342,7 @@ class AVGenerator(nn.Module):
       self.decoder_module = ConvDecoder(
           self.num_samples, self.num_frames, self.decoder_channels,
           self.kernel_len, self.upsample_stride, self.conv_impl,
-          self.compute_dtype, name="decoder")
+          self.compute_dtype, self.decoder_activation, name="decoder")
     elif self.decoder == "harmonic":
       self.decoder_module = HarmonicDecoder(
           self.num_samples, self.sample_rate, self.decoder_channels,
