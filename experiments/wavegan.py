@@ -91,12 +91,14 @@ def get_config(arg=None):
   # mode_seeking_space='log_mel': the term on floored log-mel frames (run
   #   41: part of the silence kept, none of the gain).
   # loudness_weight > 0: matches the generated frame loudnesses to the
-  #   real batch's (run 42: silence kept, gain lost).
+  #   real batch's (run 42: silence kept, gain lost); from
+  #   loudness_start_step on only (0: from the start).
   config.wavegan.adversarial = dict(loss="wgan-gp", d_steps=1, gp_weight=10.0,
                                     gp_examples=0, simultaneous=False, pack=1,
                                     mode_seeking_weight=0.5,
                                     mode_seeking_space="waveform",
-                                    loudness_weight=0.0)
+                                    loudness_weight=0.0,
+                                    loudness_start_step=0)
   # A least-squares patch critic beside WaveGAN's: multi-period and
   # multi-resolution spectrogram (models/vocoder_discriminators.py); off
   # while both weights are 0.

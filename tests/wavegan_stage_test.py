@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from experiments import wavegan as wavegan_config
+from tests.conftest import assert_trees_equal
 from tests.conftest import tiny_specgan_config
 from wavegan_jax import errors
 from wavegan_jax import inference
@@ -545,6 +546,44 @@ def test_loudness_on_a_specgan_is_named():
                      match="loudness_weight=1.0 reads waveforms; a "
                            "spectrogram generator's outputs are not"):
     wavegan_stage.make_spec(config)
+
+
+@pytest.mark.parametrize("start,weight,message", [
+    (-1, 1.0, "must be an int in"), (4, 1.0, r"\[0, num_steps=4\)"),
+    (True, 1.0, "must be an int in"),
+    (2, 0.0, r"loudness_start_step=2 needs wavegan.adversarial."
+             r"loudness_weight > 0")])
+def test_bad_loudness_start_step_is_named(start, weight, message):
+  # The tiny config trains 4 steps.
+  _assert_make_spec_names(message, loudness_weight=weight,
+                          loudness_start_step=start)
+
+
+def test_loudness_term_waits_for_its_start_step():
+  # Steps before loudness_start_step run a step without the term: the same
+  # numbers as a config without it; from the start on the term is live.
+  config = wavegan_config.get_config("tiny").unlock()
+  config.wavegan.adversarial.update(loudness_weight=1.0,
+                                    loudness_start_step=3)
+  spec = wavegan_stage.make_spec(config)
+  assert spec.warm_up_steps == 3
+  config.wavegan.adversarial.update(loudness_weight=0.0,
+                                    loudness_start_step=0)
+  without = wavegan_stage.make_spec(config)
+  assert without.warm_up_steps == 0 and without.warm_up_step_fn is None
+  state = spec.init_fn()
+  batch = _random_audio_batch(config, 0)
+  rng = jax.random.PRNGKey(1)
+  warm, warm_metrics = jax.jit(spec.warm_up_step_fn)(state, batch, rng)
+  reference, _ = jax.jit(without.step_fn)(state, batch, rng)
+  assert_trees_equal(warm["params"], reference["params"])
+  assert "loudness_distance" not in warm_metrics
+  full, full_metrics = jax.jit(spec.step_fn)(state, batch, rng)
+  assert float(full_metrics["loudness_distance"]) > 0
+  moved = jax.tree.leaves(jax.tree.map(
+      lambda a, b: float(jnp.max(jnp.abs(a - b))),
+      full["params"]["generator"], warm["params"]["generator"]))
+  assert max(moved) > 0
 
 
 def test_loudness_frames_are_32_ms_and_need_one_frame():

@@ -175,6 +175,31 @@ def loudness_from(adversarial, representation: str, builder_kwargs) -> dict:
           "loudness_frame_length": frame_length}
 
 
+def loudness_start_step_from(adversarial, loudness_weight: float,
+                             num_steps: int) -> int:
+  """`adversarial.loudness_start_step` (0 or absent: from the first step).
+
+  Steps before it train without the loudness term (a separately compiled
+  step), e.g. to let the mode-seeking term spread the digits first and
+  hold the silence after the word only for the last steps.
+
+  Raises:
+    UserFacingError: unless an int in [0, num_steps), and for a start
+      > 0 with the loudness term off.
+  """
+  start = adversarial.get("loudness_start_step", 0) or 0
+  if isinstance(start, bool) or not isinstance(start, int) or not (
+      0 <= start < num_steps):
+    raise errors.UserFacingError(
+        f"wavegan.adversarial.loudness_start_step must be an int in [0, "
+        f"num_steps={num_steps}), got {start!r}")
+  if start and not loudness_weight:
+    raise errors.UserFacingError(
+        f"wavegan.adversarial.loudness_start_step={start} needs "
+        "wavegan.adversarial.loudness_weight > 0")
+  return start
+
+
 def simultaneous_from(adversarial) -> bool:
   """Whether `adversarial.simultaneous` asks for `_simultaneous_step`.
 

@@ -114,8 +114,36 @@ def _freeze(params, mask):
 
 def _step(state, batch, rng, *, config, modules, frozen_encoders,
           optimizers, ema_decay, frozen_mask, critic_on=True):
-  """One generator step; with critic_on False (the warm-up before
-  `generator.adversarial.start_step`) reconstruction only."""
+  """One step of the generator stage: critic updates, then the generator's.
+
+  1. With the critic on (`critic_on` and a critic weight > 0):
+     `adversarial.d_steps` critic updates (gan.discriminator_updates), each
+     on its chunk of the real targets against clips generated from the
+     same examples; else the critic is neither run nor trained and its
+     metrics are 0.
+  2. The generator's loss (`losses.weighted_sum` of the config's weights):
+     MR-STFT against the targets, and with the critic on the adversarial
+     and feature-matching terms of the updated critic. Its gradient
+     updates the generator and, under 'joint', both encoders (frozen
+     groups excepted), each with its own optimizer; EMA copies follow.
+
+  Args:
+    state: the train state (step, params, opt_state, ema_params).
+    batch: {'video', 'reference', 'target'} of this device's examples.
+    rng: this step's rng.
+    config: the experiment config.
+    modules: inference.av_models(config).
+    frozen_encoders: the encoders' params under 'separate'; None under
+      'joint' (they are then in the state).
+    optimizers: {'generator', 'discriminator'[, 'acoustic', 'visual']}.
+    ema_decay: the EMA decay, or None.
+    frozen_mask: per encoder, True for the parameters kept as exported.
+    critic_on: False for the warm-up steps before
+      `generator.adversarial.start_step` (a separately compiled step).
+
+  Returns:
+    (new state, scalar metrics).
+  """
   adversarial = config.generator.adversarial
   kind = adversarial.loss
   weights = dict(config.generator.loss_weights)

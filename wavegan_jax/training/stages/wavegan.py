@@ -409,6 +409,10 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
     step_fn = functools.partial(_step, kind=adversarial.loss,
                                 d_steps=adversarial.d_steps,
                                 spectral_critic=spectral_critic, **common)
+  loudness_start = wavegan_options.loudness_start_step_from(
+      adversarial, extra_terms["loudness_weight"], train_config.num_steps)
+  warm_up_step_fn = (functools.partial(step_fn, loudness_weight=0.0)
+                     if loudness_start else None)
   make_batches = batches.host_batches(
       config, split="train",
       global_batch_size=train_config.batch_size * adversarial.d_steps,
@@ -436,4 +440,5 @@ def make_spec(config: ml_collections.ConfigDict, *, manual_dir=None,
       export_fn=lambda s: {
           "generator": state_lib.averaged_params(s, "generator")},
       summary_fn=summary_fn, metrics_to_show=("d_loss", "g_loss"),
-      seed=seed)
+      seed=seed, warm_up_steps=loudness_start,
+      warm_up_step_fn=warm_up_step_fn)
