@@ -7,8 +7,8 @@ its own module (twins.py, throughput.py, av_stages.py, profile.py).
 
 
 import os
-import platform
 
+from wavegan_jax import host
 from wavegan_jax.benchmarking import av_stages
 from wavegan_jax.benchmarking import throughput
 from wavegan_jax.benchmarking import twins
@@ -40,14 +40,7 @@ def host_info(cpuinfo_path="/proc/cpuinfo"):
   on another (docs/performance.md). Every result records which one it
   timed.
   """
-  cpu, simd = platform.processor() or platform.machine(), []
-  if os.path.exists(cpuinfo_path):
-    with open(cpuinfo_path) as f:
-      fields = dict(line.split(":", 1) for line in f if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    cpu = fields.get("model name", cpu)
-    flags = set(fields.get("flags", "").split())
-    simd = [flag for flag in _SIMD_FLAGS if flag in flags]
+  cpu, simd = host.cpu_and_flags(cpuinfo_path, _SIMD_FLAGS)
   return {"cpu": cpu, "logical_cores": os.cpu_count(), "simd": simd}
 
 

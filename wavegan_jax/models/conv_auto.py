@@ -35,7 +35,6 @@ import functools
 import hashlib
 import json
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -44,6 +43,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from wavegan_jax import host
 from wavegan_jax.models import conv
 
 # Timed on CPU, most accurate first: on a near tie (TIE_FRACTION) the
@@ -98,18 +98,7 @@ def _backend():
 @functools.lru_cache(maxsize=None)
 def _cpu(cpuinfo_path):
   """(CPU model name, ISA flags present) from /proc/cpuinfo."""
-  cpu, isa = platform.processor() or platform.machine(), []
-  if os.path.exists(cpuinfo_path):
-    fields = {}
-    with open(cpuinfo_path) as f:
-      for line in f:
-        if ":" in line:
-          key, value = line.split(":", 1)
-          fields.setdefault(key.strip(), value.strip())
-    cpu = fields.get("model name", cpu)
-    present = set((fields.get("flags", "") + " "
-                   + fields.get("Features", "")).split())
-    isa = [flag for flag in _ISA_FLAGS if flag in present]
+  cpu, isa = host.cpu_and_flags(cpuinfo_path, _ISA_FLAGS)
   return cpu, tuple(isa)
 
 
