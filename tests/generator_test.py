@@ -105,7 +105,7 @@ def test_default_parameter_counts_match_docstring():
     model = generator.AVGenerator(**options)
     counts.append(generator.count_params(
         jax.eval_shape(model.init, jax.random.key(0), *shapes)))
-  assert counts == [1_470_721, 2_260_741, 558_848]
+  assert counts == [1_470_721, 2_261_253, 558_848]
 
 
 def test_snake_is_its_formula_with_alpha_per_channel():
@@ -149,3 +149,51 @@ def test_snake_needs_the_conv_decoder():
                                   **{**TINY, **kwargs})
     with pytest.raises(ValueError, match=message):
       jax.eval_shape(model.init, jax.random.key(0), *_inputs())
+
+
+@pytest.mark.parametrize("reference_attention", [False, True])
+def test_reference_attention_hears_more_than_the_references_average(
+    reference_attention):
+  model = generator.AVGenerator(num_samples=256, num_frames=4,
+                                fusion="lstm_transformer",
+                                reference_attention=reference_attention,
+                                **TINY)
+  visual, acoustic, style = _inputs()
+  params = model.init(jax.random.key(0), visual, acoustic, style)
+  assert ("cross_attention" in params["params"]["fusion"]["transformer"]) == (
+      reference_attention)
+  # Same time average, different sequence (varying across features too: a
+  # shift of a whole frame would vanish in the context's LayerNorm).
+  alternating = jnp.where(jnp.arange(6) % 2 == 0, 1.0, -1.0)[None, :, None]
+  reshaped = acoustic + 2.0 * alternating * jnp.arange(5.0)
+  np.testing.assert_allclose(jnp.mean(reshaped, 1), jnp.mean(acoustic, 1),
+                             atol=1e-6)
+  difference = np.abs(np.asarray(
+      model.apply(params, visual, acoustic, style)
+      - model.apply(params, visual, reshaped, style))).max()
+  if reference_attention:
+    assert difference > 1e-4
+  else:
+    assert difference < 1e-5
+
+
+def test_transformer_zero_init_starts_the_fusion_as_its_lstm():
+  inputs = _inputs()
+  plain = generator.AVGenerator(num_samples=256, num_frames=4, **TINY)
+  zero = generator.AVGenerator(num_samples=256, num_frames=4,
+                               fusion="lstm_transformer",
+                               transformer_zero_init=True,
+                               reference_attention=True, **TINY)
+  params = zero.init(jax.random.key(0), *inputs)
+  lstm_only = {"params": {"fusion": {"lstm": params["params"]["fusion"][
+      "lstm"]}}}
+  np.testing.assert_array_equal(
+      zero.apply(params, *inputs, method=zero.fuse),
+      plain.apply(lstm_only, *inputs, method=plain.fuse))
+
+
+def test_transformer_options_need_the_transformer_fusion():
+  model = generator.AVGenerator(num_samples=256, num_frames=4,
+                                reference_attention=True, **TINY)
+  with pytest.raises(ValueError, match="need fusion='lstm_transformer'"):
+    model.init(jax.random.key(0), *_inputs())

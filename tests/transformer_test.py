@@ -130,3 +130,43 @@ def test_block_gradients_reach_every_parameter():
   grads = jax.grad(lambda p: jnp.sum(block.apply(p, x) ** 2))(params)
   for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
     assert np.abs(np.asarray(leaf)).max() > 0, path
+
+
+def test_zero_init_block_is_the_identity_until_trained():
+  block = transformer.TransformerBlock(num_heads=2, mlp_dim=16,
+                                       zero_init_residual=True)
+  x = jax.random.normal(jax.random.key(0), (2, 5, 8))
+  context = jax.random.normal(jax.random.key(1), (2, 7, 6))
+  params = block.init(jax.random.key(2), x, context=context)
+  np.testing.assert_array_equal(block.apply(params, x, context=context), x)
+  # The output projections get gradients, so training can move it away.
+  grads = jax.grad(lambda p: jnp.sum(
+      block.apply(p, x, context=context) ** 2))(params)["params"]
+  for name in ("attention", "cross_attention"):
+    assert np.abs(np.asarray(grads[name]["out"]["kernel"])).max() > 0, name
+  assert np.abs(np.asarray(grads["mlp_out"]["kernel"])).max() > 0
+
+
+def test_cross_attention_reads_the_context_and_ignores_its_order():
+  block = transformer.TransformerBlock(num_heads=2, mlp_dim=16)
+  x = jax.random.normal(jax.random.key(0), (2, 5, 8))
+  context = jax.random.normal(jax.random.key(1), (2, 7, 6))
+  params = block.init(jax.random.key(2), x, context=context)
+  assert params["params"]["cross_attention"]["key"]["kernel"].shape == (
+      6, 2, 4)
+  out = block.apply(params, x, context=context)
+  # (An affine change of the context would vanish in its LayerNorm.)
+  other = block.apply(params, x, context=context ** 2)
+  assert np.abs(np.asarray(out - other)).max() > 1e-3
+  # No position terms on the context: permuting it changes nothing.
+  shuffled = block.apply(params, x, context=context[:, ::-1])
+  np.testing.assert_allclose(shuffled, out, rtol=1e-5, atol=1e-5)
+  # Without a context the block has no cross-attention parameters.
+  assert "cross_attention" not in block.init(jax.random.key(2), x)["params"]
+
+
+def test_block_rejects_a_context_of_another_batch():
+  block = transformer.TransformerBlock(num_heads=2, mlp_dim=16)
+  with pytest.raises(ValueError, match="context must be"):
+    block.init(jax.random.key(0), jnp.zeros((2, 5, 8)),
+               context=jnp.zeros((3, 7, 6)))

@@ -31,7 +31,7 @@ Parameter counts (see `count_params`) at the suggested 2-core CPU defaults
 (8192 samples, 32 frames, Dv = Dc = Ds = 64, LSTM 128 per direction,
 decoder_channels 256, kernel 25):
   fusion='lstm', decoder='conv': 1,470,721;
-  fusion='lstm_transformer' (4 heads, mlp 1024): 2,260,741;
+  fusion='lstm_transformer' (4 heads, mlp 1024): 2,261,253;
   fusion='lstm', decoder='lstm': 558,848.
 """
 
@@ -121,12 +121,19 @@ class Fusion(nn.Module):
   position: str = "relative"
   transformer_dropout: float = 0.0
   noise_features: int = 0
+  transformer_zero_init: bool = False
+  reference_attention: bool = False
 
   @nn.compact
   def __call__(self, visual_context, acoustic_context, acoustic_style,
                z=None, train=False):
     if self.fusion not in FUSIONS:
       raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+    if self.fusion != "lstm_transformer" and (self.transformer_zero_init or
+                                             self.reference_attention):
+      raise ValueError(
+          f"transformer_zero_init and reference_attention need "
+          f"fusion='lstm_transformer', got fusion={self.fusion!r}")
     if visual_context.ndim != 3 or visual_context.shape[1] != self.num_frames:
       raise ValueError(
           f"visual_context must be [batch, num_frames={self.num_frames}, "
@@ -152,7 +159,14 @@ class Fusion(nn.Module):
       fused = transformer.TransformerBlock(
           self.num_heads, self.mlp_dim or 4 * fused.shape[-1],
           position=self.position, dropout=self.transformer_dropout,
-          name="transformer")(fused, train=train)
+          zero_init_residual=self.transformer_zero_init,
+          name="transformer")(
+              fused, train=train,
+              context=acoustic_context if self.reference_attention else None)
+      # The pre-norm block's residual stream is not normalised: without this
+      # final norm it reached ~80x the LSTM's scale in training (run 35)
+      # and the decoder trailed the LSTM fusion's loss throughout.
+      fused = nn.LayerNorm(name="transformer_output_norm")(fused)
     return fused
 
 
@@ -277,6 +291,11 @@ class AVGenerator(nn.Module):
     mlp_dim: Transformer MLP width (default 4 * fused width).
     position: Transformer position encoding, 'absolute' | 'relative' | 'none'.
     transformer_dropout: Transformer dropout rate (train only).
+    transformer_zero_init: the Transformer block starts as the identity
+      (its residual branches' output projections at zero).
+    reference_attention: the Transformer block also attends from each video
+      frame to the reference's context sequence (keys and values), besides
+      the reference's time average that every fusion gets.
     decoder: 'conv', 'lstm' or 'harmonic'.
     decoder_channels: channels at frame rate of the conv decoder (and the
       harmonic decoder's control network width).
@@ -301,6 +320,8 @@ class AVGenerator(nn.Module):
   mlp_dim: Optional[int] = None
   position: str = "relative"
   transformer_dropout: float = 0.0
+  transformer_zero_init: bool = False
+  reference_attention: bool = False
   decoder: str = "conv"
   decoder_channels: int = 256
   kernel_len: int = 25
@@ -324,7 +345,8 @@ class AVGenerator(nn.Module):
     if self.decoder_activation != "relu" and self.decoder != "conv":
       raise ValueError(
           f"decoder_activation={self.decoder_activation!r} is implemented "
-          f"for decoder='conv' only, got decoder={self.decoder!r}")
+          f"for decoder='conv' only, got decoder={self.decoder!r}; set "
+          f"decoder_activation='relu' with it")
     conv.compute_dtype(self.compute_dtype)  # Validates the name.
     if self.compute_dtype != "float32" and self.decoder != "conv":
       raise ValueError(
@@ -337,7 +359,8 @@ class AVGenerator(nn.Module):
     self.fusion_module = Fusion(
         self.num_frames, self.fusion, self.lstm_features, self.num_heads,
         self.mlp_dim, self.position, self.transformer_dropout,
-        self.noise_features, name="fusion")
+        self.noise_features, self.transformer_zero_init,
+        self.reference_attention, name="fusion")
     if self.decoder == "conv":
       self.decoder_module = ConvDecoder(
           self.num_samples, self.num_frames, self.decoder_channels,

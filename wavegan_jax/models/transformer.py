@@ -6,7 +6,8 @@
 * `RelativePositionBias`: a learned scalar per head for every clipped offset
   j - i (Shaw et al.'s clipping, T5's scalar-bias form), so the position part
   of the attention logits depends only on the offset.
-* `TransformerBlock`: pre-LayerNorm self-attention + MLP, both residual.
+* `TransformerBlock`: pre-LayerNorm self-attention, optional cross-attention
+  to a context sequence, and an MLP, each residual.
 
 All modules work on batch-first [B, T, F] sequences.
 """
@@ -90,6 +91,8 @@ class MultiHeadAttention(nn.Module):
     head_features: width per head D (default: input width / H).
     out_features: output width (default: the query input width).
     dropout_rate: dropout on the attention weights (train only).
+    out_kernel_init: initialiser of the output projection's kernel (zeros
+      makes a residual branch start as nothing).
 
   Inputs: queries [B, Tq, F], keys/values [B, Tk, Fkv]. Output [B, Tq, Fout].
   Params: `query`, `key`, `value` kernels [F, H, D] and biases [H, D];
@@ -99,6 +102,7 @@ class MultiHeadAttention(nn.Module):
   head_features: Optional[int] = None
   out_features: Optional[int] = None
   dropout_rate: float = 0.0
+  out_kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
 
   @nn.compact
   def __call__(self,
@@ -143,13 +147,15 @@ class MultiHeadAttention(nn.Module):
       weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
     attended = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
     return nn.DenseGeneral(self.out_features or features, axis=(-2, -1),
+                           kernel_init=self.out_kernel_init,
                            name="out")(attended)
 
 
 class TransformerBlock(nn.Module):
-  """Pre-LayerNorm Transformer encoder block (self-attention + MLP).
+  """Pre-LayerNorm Transformer block: self-attention, [cross-attention], MLP.
 
   x = x + Dropout(Attention(LN(x) [+ position encoding]))
+  x = x + Dropout(Attention(LN(x), LN(context)))    (when given a context)
   x = x + Dropout(MLP(LN(x)))
 
   Attributes:
@@ -160,18 +166,23 @@ class TransformerBlock(nn.Module):
       `RelativePositionBias` to the logits; 'none' uses no positions.
     dropout: dropout rate on attention weights and both residual branches.
     max_relative_distance: clipping distance for 'relative'.
+    zero_init_residual: start every residual branch's output projection at
+      zero, so that the block is the identity at initialisation (ReZero's
+      and Fixup's idea: the block can only add to what precedes it).
 
-  Input [B, T, F]; output [B, T, F].
+  Input [B, T, F] (and an optional context [B, Tc, Fc]); output [B, T, F].
   """
   num_heads: int
   mlp_dim: int
   position: str = "relative"
   dropout: float = 0.0
   max_relative_distance: int = 32
+  zero_init_residual: bool = False
 
   @nn.compact
   def __call__(self, inputs: jax.Array, mask: Optional[jax.Array] = None,
-               train: bool = False) -> jax.Array:
+               train: bool = False,
+               context: Optional[jax.Array] = None) -> jax.Array:
     """Applies the block.
 
     Args:
@@ -179,6 +190,9 @@ class TransformerBlock(nn.Module):
       mask: optional boolean attention mask broadcastable to [B, H, T, T]
         (e.g. a [B, 1, 1, T] key-padding mask); False hides a key.
       train: enable dropout (needs the 'dropout' rng when dropout > 0).
+      context: optional [B, Tc, Fc] sequence the positions also attend to
+        (keys and values; no position terms: its positions are unrelated to
+        the input's). `mask` applies to the self-attention only.
 
     Returns:
       [B, T, F].
@@ -187,6 +201,8 @@ class TransformerBlock(nn.Module):
       raise ValueError(
           f"position must be one of {POSITIONS}, got {self.position!r}")
     length, features = inputs.shape[-2:]
+    out_init = (nn.initializers.zeros if self.zero_init_residual
+                else nn.linear.default_kernel_init)
     hidden = nn.LayerNorm(name="attention_norm")(inputs)
     bias = None
     if self.position == "absolute":
@@ -196,10 +212,22 @@ class TransformerBlock(nn.Module):
       bias = RelativePositionBias(self.num_heads, self.max_relative_distance,
                                   name="relative_bias")(length, length)
     hidden = MultiHeadAttention(self.num_heads, dropout_rate=self.dropout,
+                                out_kernel_init=out_init,
                                 name="attention")(
                                     hidden, bias=bias, mask=mask, train=train)
     x = inputs + nn.Dropout(self.dropout)(hidden, deterministic=not train)
+    if context is not None:
+      if context.ndim != 3 or context.shape[0] != inputs.shape[0]:
+        raise ValueError(
+            f"context must be [batch={inputs.shape[0]}, length, features], "
+            f"got shape {context.shape}")
+      hidden = MultiHeadAttention(
+          self.num_heads, dropout_rate=self.dropout, out_kernel_init=out_init,
+          name="cross_attention")(
+              nn.LayerNorm(name="cross_attention_norm")(x),
+              nn.LayerNorm(name="context_norm")(context), train=train)
+      x = x + nn.Dropout(self.dropout)(hidden, deterministic=not train)
     hidden = nn.LayerNorm(name="mlp_norm")(x)
     hidden = nn.gelu(nn.Dense(self.mlp_dim, name="mlp_in")(hidden))
-    hidden = nn.Dense(features, name="mlp_out")(hidden)
+    hidden = nn.Dense(features, kernel_init=out_init, name="mlp_out")(hidden)
     return x + nn.Dropout(self.dropout)(hidden, deterministic=not train)
