@@ -37,7 +37,8 @@ AV_KEYS = {
     "sync_undetected", "real_sync_error_ms_median", "inception_score_std",
     "real_inception_score_std", "inception_splits", "pesq_failed",
     "stoi_failed", "stft_distance", "split", "judges_workdir",
-    "reference_digit_rate", "real_reference_digit_rate"}
+    "reference_digit_rate", "real_reference_digit_rate",
+    "silence_level_db", "silence_audible_share", "silence_frames"}
 # The instruments' keys (instrument_pass.py), each unpaired one with its
 # real_ twin.
 INSTRUMENT_KEYS = {
@@ -97,6 +98,10 @@ def test_av_metrics_json_has_every_key(av_results):
         written[key] * 16), key
   for key in ("fad", "fad_real_floor", "stft_distance"):
     assert np.isfinite(written[key]) and written[key] >= -1e-6, key
+  # Every test clip has silence around its word; levels are re the peak.
+  assert written["silence_frames"] > 16
+  assert -200.0 <= written["silence_level_db"] <= 0.0
+  assert 0.0 <= written["silence_audible_share"] <= 1.0
   for key in ("inception_score", "real_inception_score"):
     assert 1.0 - 1e-9 <= written[key] <= 10.0, key
   # The reference is always another digit than the target, so no clip can

@@ -201,3 +201,32 @@ def test_measure_av_writes_every_key_with_its_real_twin(speech):
   assert progress[-1].startswith("done in")
   rows = instrument_pass.report_rows(results)
   assert len(rows) == 10 and all(len(row) == 3 for row in rows)
+
+
+def test_level_where_target_is_silent_measures_the_floor_around_a_word():
+  frames, frame = 8, 100
+  target = np.zeros((2, frames * frame))
+  target[:, 200:400] = 0.5  # The word: frames 2-3; the rest is silent.
+  generated = target.copy()
+  generated[0] += 0.5 * 10 ** (-30 / 20)  # A -30 dB floor (re the word).
+  generated[1, 200:400] *= 2.0  # Louder word, clean silence.
+  measured = instruments.level_where_target_is_silent(generated, target,
+                                                      frame)
+  assert measured["silence_frames"] == 2 * 6
+  # Clip 0: silent frames at -30 dB re its peak (whose level the floor
+  # raises slightly); clip 1: exact zeros, floored at -200 dB re 1.
+  levels = np.array([20 * np.log10(0.5 * 10 ** (-30 / 20)
+                                   / (0.5 + 0.5 * 10 ** (-30 / 20)))] * 6
+                    + [-200.0 - 20 * np.log10(1.0)] * 6)
+  assert measured["silence_level_db"] == pytest.approx(np.median(levels),
+                                                       abs=1e-6)
+  assert measured["silence_audible_share"] == pytest.approx(0.5)
+
+
+def test_level_where_target_is_silent_rejects_bad_shapes():
+  with pytest.raises(ValueError, match="must have one shape"):
+    instruments.level_where_target_is_silent(np.zeros((2, 800)),
+                                             np.zeros((2, 700)), 100)
+  with pytest.raises(ValueError, match="shorter than one frame"):
+    instruments.level_where_target_is_silent(np.zeros((1, 50)),
+                                             np.zeros((1, 50)), 100)

@@ -49,6 +49,7 @@ from wavegan_jax.data import batches
 from wavegan_jax.data import pipeline
 from wavegan_jax.evaluation import generate as generate_lib
 from wavegan_jax.evaluation import instrument_pass
+from wavegan_jax.evaluation import instruments as instruments_lib
 from wavegan_jax.evaluation import metrics as metrics_lib
 from wavegan_jax.evaluation import report
 from wavegan_jax.models import wavegan as wavegan_model
@@ -350,6 +351,9 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
       "stoi": safe(stoi.mean),
       "stoi_failed": stoi.num_failed,
       "stft_distance": stft["total"],
+      **{key: safe(value) if isinstance(value, float) else value
+         for key, value in instruments_lib.level_where_target_is_silent(
+             generated, real, samples_per_frame).items()},
   }
   if instruments:
     results.update(_json_floats(instrument_pass.measure_av(

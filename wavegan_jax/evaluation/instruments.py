@@ -120,6 +120,57 @@ def loud_frames(levels_db: np.ndarray, floor_db: float = LOUD_FLOOR_DB,
   return (levels_db > floor_db) & (levels_db >= peak - range_db)
 
 
+SILENT_TARGET_RANGE_DB = 60.0
+AUDIBLE_IN_SILENCE_DB = -40.0
+
+
+def level_where_target_is_silent(generated, target, frame_length: int
+                                 ) -> dict:
+  """How loud generated audio is where its paired target is silent.
+
+  A regression can meet its loss while leaving a floor of tones or noise
+  in the silence around a word; the judges and DNSMOS barely hear it.
+  Frames (non-overlapping, `frame_length` samples) where the target is more
+  than SILENT_TARGET_RANGE_DB below its own loudest frame count as silent;
+  there the generated level is taken relative to the generated clip's
+  loudest frame.
+
+  Args:
+    generated: [B, N] generated clips.
+    target: [B, N] the paired targets.
+    frame_length: samples per frame.
+
+  Returns:
+    {'silence_level_db': the median relative level over all silent frames
+     (NaN when none), 'silence_audible_share': the share of them above
+     AUDIBLE_IN_SILENCE_DB, 'silence_frames': how many there were}.
+  """
+  generated = _clips(generated, "level_where_target_is_silent")
+  target = _clips(target, "level_where_target_is_silent")
+  if generated.shape != target.shape:
+    raise ValueError(f"generated {generated.shape} and target "
+                     f"{target.shape} must have one shape")
+  usable = generated.shape[1] // frame_length * frame_length
+  if usable == 0:
+    raise ValueError(f"clips of {generated.shape[1]} samples are shorter "
+                     f"than one frame of {frame_length}")
+
+  def levels(audio):
+    frames = audio[:, :usable].reshape(audio.shape[0], -1, frame_length)
+    power = np.mean(frames.astype(np.float64) ** 2, axis=-1)
+    db = 10.0 * np.log10(np.maximum(power, 1e-20))
+    return db - db.max(axis=1, keepdims=True)
+
+  silent = levels(target) < -SILENT_TARGET_RANGE_DB
+  relative = levels(generated)[silent]
+  count = int(silent.sum())
+  return {
+      "silence_level_db": float(np.median(relative)) if count else np.nan,
+      "silence_audible_share": (float(np.mean(
+          relative > AUDIBLE_IN_SILENCE_DB)) if count else np.nan),
+      "silence_frames": count}
+
+
 # --- Voicing, pitch and flatness -------------------------------------------
 
 
