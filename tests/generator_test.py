@@ -1,5 +1,6 @@
 """Tests for wavegan_jax.models.generator."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -185,11 +186,14 @@ def test_transformer_zero_init_starts_the_fusion_as_its_lstm():
                                transformer_zero_init=True,
                                reference_attention=True, **TINY)
   params = zero.init(jax.random.key(0), *inputs)
-  lstm_only = {"params": {"fusion": {"lstm": params["params"]["fusion"][
-      "lstm"]}}}
-  np.testing.assert_array_equal(
-      zero.apply(params, *inputs, method=zero.fuse),
-      plain.apply(lstm_only, *inputs, method=plain.fuse))
+  fusion = params["params"]["fusion"]
+  lstm_only = {"params": {"fusion": {"lstm": fusion["lstm"]}}}
+  lstm_out = plain.apply(lstm_only, *inputs, method=plain.fuse)
+  # The block ends with a LayerNorm (at its initial scale 1, offset 0).
+  expected = nn.LayerNorm().apply(
+      {"params": fusion["transformer_output_norm"]}, lstm_out)
+  np.testing.assert_allclose(zero.apply(params, *inputs, method=zero.fuse),
+                             expected, rtol=1e-6, atol=1e-6)
 
 
 def test_transformer_options_need_the_transformer_fusion():
