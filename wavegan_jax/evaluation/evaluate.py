@@ -351,9 +351,8 @@ def evaluate_av(config, workdir, judges: Judges, *, split: str,
       "stoi": safe(stoi.mean),
       "stoi_failed": stoi.num_failed,
       "stft_distance": stft["total"],
-      **{key: safe(value) if isinstance(value, float) else value
-         for key, value in instruments_lib.level_where_target_is_silent(
-             generated, real, samples_per_frame).items()},
+      **_json_floats(instruments_lib.level_where_target_is_silent(
+          generated, real, samples_per_frame)),
   }
   if instruments:
     results.update(_json_floats(instrument_pass.measure_av(

@@ -30,6 +30,8 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
+from wavegan_jax.evaluation import metrics
+
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six",
                "seven", "eight", "nine")
 DNSMOS_RATE = 16000
@@ -150,15 +152,13 @@ def level_where_target_is_silent(generated, target, frame_length: int
   if generated.shape != target.shape:
     raise ValueError(f"generated {generated.shape} and target "
                      f"{target.shape} must have one shape")
-  usable = generated.shape[1] // frame_length * frame_length
-  if usable == 0:
+  if generated.shape[1] < frame_length:
     raise ValueError(f"clips of {generated.shape[1]} samples are shorter "
                      f"than one frame of {frame_length}")
 
   def levels(audio):
-    frames = audio[:, :usable].reshape(audio.shape[0], -1, frame_length)
-    power = np.mean(frames.astype(np.float64) ** 2, axis=-1)
-    db = 10.0 * np.log10(np.maximum(power, 1e-20))
+    rms = metrics.frame_rms(audio, frame_length, hop_length=frame_length)
+    db = 20.0 * np.log10(np.maximum(rms, 1e-10))
     return db - db.max(axis=1, keepdims=True)
 
   silent = levels(target) < -SILENT_TARGET_RANGE_DB
