@@ -109,18 +109,6 @@ def test_default_parameter_counts_match_docstring():
   assert counts == [1_470_721, 2_261_253, 558_848]
 
 
-def test_snake_is_its_formula_with_alpha_per_channel():
-  x = jax.random.normal(jax.random.key(0), (2, 7, 3))
-  snake = generator.Snake()
-  params = snake.init(jax.random.key(1), x)
-  assert params["params"]["alpha"].shape == (3,)
-  alpha = jnp.array([0.5, 1.0, 3.0])
-  out = snake.apply({"params": {"alpha": alpha}}, x)
-  np.testing.assert_allclose(
-      out, x + np.sin(np.asarray(alpha) * x) ** 2 / np.asarray(alpha),
-      rtol=1e-5, atol=1e-6)
-
-
 def test_snake_decoder_has_an_alpha_per_activation_and_trains_it():
   model = generator.AVGenerator(num_samples=256, num_frames=4,
                                 decoder_activation="snake", **TINY)

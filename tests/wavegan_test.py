@@ -84,6 +84,34 @@ def test_nn_upsample_has_the_same_parameter_shapes():
   assert shapes[0] == shapes[1]
 
 
+def test_snake_generator_adds_an_alpha_per_hidden_layer_and_trains_it():
+  z = jax.random.uniform(KEY, (2, 100), minval=-1.0, maxval=1.0)
+  relu = wavegan.WaveGANGenerator(dim=2, slice_len=8192)
+  snake = wavegan.WaveGANGenerator(dim=2, slice_len=8192, activation="snake")
+  snake_params = snake.init(KEY, z)
+  alphas = {k: v["alpha"].shape for k, v in snake_params["params"].items()
+            if k.startswith("snake_")}
+  # After the dense layer ([8, 16d]) and after each hidden upconv.
+  assert alphas == {"snake_z_project": (32,), "snake_upconv_0": (16,),
+                    "snake_upconv_1": (8,), "snake_upconv_2": (4,),
+                    "snake_upconv_3": (2,)}
+  shared = {k: v for k, v in snake_params["params"].items()
+            if not k.startswith("snake_")}
+  assert jax.tree.map(jnp.shape, shared) == jax.tree.map(
+      jnp.shape, relu.init(KEY, z)["params"])
+  audio = np.asarray(jax.jit(snake.apply)(snake_params, z))
+  assert audio.shape == (2, 8192, 1) and np.all(np.abs(audio) <= 1.0)
+  assert np.max(np.abs(audio - relu.apply({"params": shared}, z))) > 1e-3
+  reference = wavegan.WaveGANGenerator(dim=2, slice_len=8192,
+                                       activation="snake",
+                                       conv_impl="reference")
+  np.testing.assert_allclose(audio, reference.apply(snake_params, z),
+                             atol=1e-6)
+  grads = jax.grad(lambda p: jnp.mean(snake.apply(p, z) ** 2))(snake_params)
+  for name in alphas:
+    assert np.abs(np.asarray(grads["params"][name]["alpha"])).sum() > 0
+
+
 def _numpy_shift(x, k):
   """x shifted right by k along axis 1 with reflect padding."""
   rad = abs(k)
@@ -187,6 +215,8 @@ def test_bad_inputs_raise_clear_errors():
     wavegan.WaveGANGenerator(slice_len=4096).init(KEY, jnp.zeros((1, 100)))
   with pytest.raises(ValueError, match="upsample must be one of"):
     wavegan.WaveGANGenerator(upsample="linear").init(KEY, jnp.zeros((1, 100)))
+  with pytest.raises(ValueError, match="activation must be one of"):
+    wavegan.WaveGANGenerator(activation="gelu").init(KEY, jnp.zeros((1, 100)))
   with pytest.raises(ValueError, match=r"x must be \[batch, 8192, channels\]"):
     wavegan.WaveGANDiscriminator(slice_len=8192).init(KEY,
                                                       jnp.zeros((1, 100, 1)))

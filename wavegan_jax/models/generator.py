@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wavegan_jax.models import activations
 from wavegan_jax.models import conv
 from wavegan_jax.models import lstm
 from wavegan_jax.models import synth
@@ -50,25 +51,6 @@ from wavegan_jax.models import transformer
 
 FUSIONS = ("lstm", "lstm_transformer")
 DECODERS = ("conv", "lstm", "harmonic")
-DECODER_ACTIVATIONS = ("relu", "snake")
-
-
-class Snake(nn.Module):
-  """x + sin^2(alpha x) / alpha over the last axis, alpha learned per
-  channel (initialised to 1); BigVGAN's periodic activation."""
-
-  @nn.compact
-  def __call__(self, x):
-    alpha = self.param("alpha", nn.initializers.ones, (x.shape[-1],),
-                       jnp.float32).astype(x.dtype)
-    return x + jnp.sin(alpha * x) ** 2 / (alpha + 1e-9)
-
-
-def _activation(name: str, layer: str):
-  """The decoder's nonlinearity `name` as a callable (Snake has params)."""
-  if name == "snake":
-    return Snake(name=f"snake_{layer}")
-  return nn.relu
 
 
 def count_params(params) -> int:
@@ -190,7 +172,7 @@ class ConvDecoder(nn.Module):
     layers = num_upsample_layers(self.num_samples, self.num_frames,
                                  self.upsample_stride)
     dtype = conv.compute_dtype(self.compute_dtype)
-    x = _activation(self.activation, "input")(nn.Dense(
+    x = activations.activation(self.activation, "input")(nn.Dense(
         self.decoder_channels, dtype=dtype, name="input")(fused.astype(dtype)))
     if layers == 0:
       x = nn.Dense(1, dtype=dtype, name="output")(x)
@@ -202,7 +184,7 @@ class ConvDecoder(nn.Module):
                                impl=self.conv_impl,
                                name=f"upsample_{layer}")(x)
       if not last:
-        x = _activation(self.activation, str(layer))(x)
+        x = activations.activation(self.activation, str(layer))(x)
     return jnp.tanh(x[..., 0]).astype(jnp.float32)
 
 
@@ -338,10 +320,8 @@ class AVGenerator(nn.Module):
     if self.decoder not in DECODERS:
       raise ValueError(
           f"decoder must be one of {DECODERS}, got {self.decoder!r}")
-    if self.decoder_activation not in DECODER_ACTIVATIONS:
-      raise ValueError(
-          f"decoder_activation must be one of {DECODER_ACTIVATIONS}, got "
-          f"{self.decoder_activation!r}")
+    activations.check_activation(self.decoder_activation,
+                                 "decoder_activation")
     if self.decoder_activation != "relu" and self.decoder != "conv":
       raise ValueError(
           f"decoder_activation={self.decoder_activation!r} is implemented "

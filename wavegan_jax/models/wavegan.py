@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from wavegan_jax.models import activations
 from wavegan_jax.models import conv
 
 SLICE_LENGTHS = (8192, 16384, 32768, 65536)
@@ -153,6 +154,8 @@ class WaveGANGenerator(nn.Module):
     compute_dtype: 'float32' or 'bfloat16' (for GPU / TPU): the dtype of
       the activations and products; params stay float32, the waveform is
       returned as float32.
+    activation: 'relu' (the paper's) or 'snake' (`activations.Snake`, a
+      learned alpha per channel) after the dense and hidden layers.
   """
   dim: int = 64
   slice_len: int = 16384
@@ -163,6 +166,7 @@ class WaveGANGenerator(nn.Module):
   post_proc_filter_len: int = 0
   conv_impl: str = DEFAULT_CONV_IMPL
   compute_dtype: str = "float32"
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, z, train=False):
@@ -182,6 +186,8 @@ class WaveGANGenerator(nn.Module):
     if self.upsample not in UPSAMPLE_MODES:
       raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got "
                        f"{self.upsample!r}")
+    activations.check_activation(self.activation,
+                                 "WaveGANGenerator: activation")
     length, channels, layers = generator_layout(
         self.slice_len, self.dim, self.num_channels)
     dtype = conv.compute_dtype(self.compute_dtype)
@@ -190,7 +196,7 @@ class WaveGANGenerator(nn.Module):
     x = x.reshape(z.shape[0], length, channels)
     if self.use_batchnorm:
       x = batch_norm("z_project_bn", train, dtype)(x)
-    x = nn.relu(x)
+    x = activations.activation(self.activation, "z_project")(x)
     for i, (features, stride) in enumerate(layers):
       name = f"upconv_{i}"
       if self.upsample == "zeros":
@@ -205,7 +211,7 @@ class WaveGANGenerator(nn.Module):
       if i < len(layers) - 1:
         if self.use_batchnorm:
           x = batch_norm(f"{name}_bn", train, dtype)(x)
-        x = nn.relu(x)
+        x = activations.activation(self.activation, name)(x)
     x = jnp.tanh(x)
     if self.post_proc_filter_len:
       x = conv.Conv1D(self.num_channels, self.post_proc_filter_len, 1, "SAME",
