@@ -43,7 +43,8 @@ AV_KEYS = {
 # real_ twin.
 INSTRUMENT_KEYS = {
     "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808",
-    "voiced_share", "spectral_flatness", "asr_digit_accuracy"}
+    "voiced_share", "f0_range_cents", "spectral_flatness",
+    "asr_digit_accuracy"}
 AV_INSTRUMENT_KEYS = (
     INSTRUMENT_KEYS | {"real_" + key for key in INSTRUMENT_KEYS}
     | {"vuv_f1", "f0_error_cents", "mcd_db", "mcd_db_real_floor",
@@ -84,6 +85,8 @@ def test_av_metrics_json_has_every_key(av_results):
   # Real targets: speech, mostly voiced, and a floor MCD for every one
   # (each test take has four other takes of its digit and speaker).
   assert 0.3 < written["real_voiced_share"] <= 1.0
+  # Their pitch moves (all 300 test takes: a median range of 227 cents).
+  assert written["real_f0_range_cents"] > 50.0
   assert written["mcd_real_floor_failed"] == 0
   assert written["mcd_db_real_floor"] > 0.0
   assert 0.0 <= written["real_asr_digit_accuracy"] <= 1.0

@@ -76,6 +76,29 @@ def test_voiced_share_of_a_tone_and_of_noise():
   assert tone.f0.shape == tone.voiced.shape == tone.loud.shape == (4, frames)
 
 
+def _glide(f0_start, octaves, count=2):
+  """Harmonic tone whose F0 rises exponentially by `octaves` over the clip."""
+  time = np.arange(LENGTH) / RATE
+  duration = LENGTH / RATE
+  # Phase of f(t) = f0_start 2^(octaves t / T): its integral times 2 pi.
+  rate = octaves / duration
+  phase = 2 * np.pi * f0_start * (2 ** (rate * time) - 1) / (rate * np.log(2))
+  tone = sum(0.3 / k * np.sin(k * phase) for k in range(1, 6))
+  return np.repeat(tone[None], count, axis=0)
+
+
+def test_f0_range_of_a_glide_and_of_a_steady_tone():
+  steady = instruments.pitch_track(_harmonic_tone(150.0, count=2), RATE)
+  assert instruments.f0_range_cents(steady) < 10.0
+  # One octave in cents linear in time: p10 to p90 spans 0.8 of 1200
+  # cents (a frame or two at the ends is lost to pYIN's edges).
+  glide = instruments.pitch_track(_glide(120.0, 1.0), RATE)
+  assert abs(instruments.f0_range_cents(glide) - 960.0) < 40.0
+  # Clips with fewer voiced loud frames than min_frames are left out.
+  frames = glide.f0.shape[1]
+  assert np.isnan(instruments.f0_range_cents(glide, min_frames=frames + 1))
+
+
 def test_silence_has_no_loud_frames_and_no_voicing_figures():
   silent = instruments.pitch_track(np.zeros((2, LENGTH)), RATE)
   assert not silent.loud.any() and not silent.voiced.any()
@@ -83,6 +106,7 @@ def test_silence_has_no_loud_frames_and_no_voicing_figures():
   assert np.isnan(instruments.spectral_flatness(np.zeros((2, LENGTH)), RATE))
   assert np.isnan(instruments.vuv_f1(silent, silent))
   assert np.isnan(instruments.f0_error_cents(silent, silent))
+  assert np.isnan(instruments.f0_range_cents(silent))
 
 
 def test_loud_frames_follow_both_thresholds():
@@ -189,7 +213,8 @@ def test_measure_av_writes_every_key_with_its_real_twin(speech):
       generated, clips[:4], clips[4:8], digits[:4], RATE,
       progress=progress.append)
   for key in ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808",
-              "voiced_share", "spectral_flatness", "asr_digit_accuracy"):
+              "voiced_share", "f0_range_cents", "spectral_flatness",
+              "asr_digit_accuracy"):
     assert np.isfinite(results[key]) and np.isfinite(results["real_" + key])
   assert results["instrument_clips"] == 4
   assert results["instrument_nonfinite_clips"] == 1
@@ -200,7 +225,7 @@ def test_measure_av_writes_every_key_with_its_real_twin(speech):
   assert results["mcd_db"] > 0.0 and results["mcd_db_real_floor"] > 0.0
   assert progress[-1].startswith("done in")
   rows = instrument_pass.report_rows(results)
-  assert len(rows) == 10 and all(len(row) == 3 for row in rows)
+  assert len(rows) == 11 and all(len(row) == 3 for row in rows)
 
 
 def test_level_where_target_is_silent_measures_the_floor_around_a_word():

@@ -62,6 +62,7 @@ def _unpaired(name: str, audio: np.ndarray, sample_rate: int,
   progress(f"pYIN, flatness and PocketSphinx on {len(audio)} {name} clips")
   track = instruments.pitch_track(audio, sample_rate)
   results[f"{prefix}voiced_share"] = instruments.voiced_share(track)
+  results[f"{prefix}f0_range_cents"] = instruments.f0_range_cents(track)
   results[f"{prefix}spectral_flatness"] = instruments.spectral_flatness(
       audio, sample_rate)
   return results, track, recogniser(audio, sample_rate)
@@ -86,7 +87,8 @@ def measure_av(generated, real, floor_partners, digits, sample_rate: int, *,
 
   Returns:
     metrics.json entries: dnsmos_{sig,bak,ovrl,p808}, voiced_share,
-    spectral_flatness and asr_digit_accuracy, each with its real_ twin;
+    f0_range_cents, spectral_flatness and asr_digit_accuracy, each with its
+    real_ twin;
     vuv_f1, f0_error_cents, mcd_db with mcd_db_real_floor; the clips
     measured, the clips MCD could not score, the clips with non-finite
     samples (zeroed) and the pass's seconds.
@@ -148,7 +150,8 @@ def measure_wavegan(generated, real, judged_digits, real_judged_digits,
 
   Returns:
     metrics.json entries: dnsmos_{sig,bak,ovrl,p808}, voiced_share,
-    spectral_flatness, asr_digit_accuracy, tonal_line_db and tonal_line_hz,
+    f0_range_cents, spectral_flatness, asr_digit_accuracy, tonal_line_db and
+    tonal_line_hz,
     each with its real_ twin; the clips measured and the pass's seconds.
   """
   start = time.time()
@@ -195,6 +198,8 @@ def report_rows(results: dict) -> list[tuple[str, object, object]]:
       ("DNSMOS P.808 MOS", r["dnsmos_p808"], r["real_dnsmos_p808"]),
       ("share of loud frames pYIN calls voiced", r["voiced_share"],
        r["real_voiced_share"]),
+      ("pitch movement in a clip, cents (p10-p90 of voiced F0, median)",
+       r["f0_range_cents"], r["real_f0_range_cents"]),
       ("spectral flatness of loud frames (median)", r["spectral_flatness"],
        r["real_spectral_flatness"])]
   if "vuv_f1" in r:
