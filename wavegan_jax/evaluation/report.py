@@ -16,6 +16,7 @@ import numpy as np
 import soundfile
 
 from wavegan_jax.evaluation import instrument_pass
+from wavegan_jax.evaluation import instruments
 from wavegan_jax.evaluation import metrics as metrics_lib
 
 NUM_SHOWN = 4  # Examples drawn and written as wav.
@@ -171,7 +172,8 @@ def write_av_report(output_dir: str, results: dict, *, generated, real,
            None),
           ("level where the target is silent, median dB below the clip's "
            "peak", r["silence_level_db"], None),
-          ("share of those frames above -40 dB",
+          ("share of those frames above "
+           f"{instruments.AUDIBLE_IN_SILENCE_DB:.0f} dB",
            r["silence_audible_share"], None),
           *instrument_pass.report_rows(r),
       ]), "",
