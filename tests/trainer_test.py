@@ -20,6 +20,7 @@ from tests.conftest import tiny_av_config
 from wavegan_jax import errors
 from wavegan_jax import inference
 from wavegan_jax.training import checkpointing
+from wavegan_jax.training import export
 from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import trainer
@@ -464,3 +465,70 @@ def test_vocoder_critic_waits_for_its_start_step(
   assert max(moved) > 0
   for name in ("d_loss", "adversarial", "feature_matching"):
     assert float(metrics[name]) > 0.0
+
+
+def test_posterior_noise_starts_as_the_prior_trains_and_is_not_exported(
+    tiny_run, av_digits_data_dir, manual_dir, tmp_path):
+  # q(z | target) starts as N(0, 1) (zero-initialised statistics), so the
+  # first step equals the step without the posterior; it then moves, its KL
+  # is logged and weighted, and the export holds the generator alone.
+  workdir, _ = tiny_run
+  settings = {"generator.loss_weights.adversarial": 0.0,
+              "generator.loss_weights.feature_matching": 0.0,
+              "generator.train.num_steps": 3}
+  plain = _generator_spec(tiny_config(**settings), workdir,
+                          tmp_path / "plain", manual_dir, av_digits_data_dir)
+  spec = _generator_spec(
+      tiny_config(**settings, **{"generator.posterior.enabled": True,
+                                 "generator.loss_weights.kl": 0.1}),
+      workdir, tmp_path / "posterior", manual_dir, av_digits_data_dir)
+  batch = next(iter(spec.make_batches(0)))
+  rng = jax.random.PRNGKey(0)
+  plain_state, plain_metrics = jax.jit(plain.step_fn)(plain.init_fn(), batch,
+                                                      rng)
+  state = spec.init_fn()
+  assert set(state["params"]) == set(plain_state["params"]) | {"posterior"}
+  step = jax.jit(spec.step_fn)
+  first, metrics = step(state, batch, rng)
+  assert float(metrics["stft"]) == float(plain_metrics["stft"])
+  assert float(metrics["kl"]) == 0.0
+  assert_trees_equal(first["params"]["generator"],
+                     plain_state["params"]["generator"])
+  moved = jax.tree.leaves(jax.tree.map(
+      lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b))),
+      first["params"]["posterior"], state["params"]["posterior"]))
+  assert max(moved) > 0
+  second, metrics = step(first, batch, jax.random.PRNGKey(1))
+  assert float(metrics["kl"]) > 0.0
+  assert np.isclose(float(metrics["loss"]),
+                    float(metrics["stft"]) + 0.1 * float(metrics["kl"]),
+                    rtol=1e-5)
+  assert set(spec.export_fn(second)) == {"generator", "acoustic", "visual"}
+
+
+def test_posterior_run_exports_and_checkpoint_exports_leave_it_out(
+    tiny_run, av_digits_data_dir, manual_dir, tmp_path):
+  workdir, _ = tiny_run
+  run = tmp_path / "run"
+  for stage in ("acoustic", "visual"):
+    shutil.copytree(workdir / stage, run / stage)
+  config = tiny_config(**{"generator.posterior.enabled": True,
+                          "generator.loss_weights.kl": 0.1})
+  trainer.train_and_evaluate(config, str(run), stages=["generator"],
+                             manual_dir=str(manual_dir),
+                             data_dir=str(av_digits_data_dir))
+  checkpoints = run / "generator" / "checkpoints"
+  step = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+  assert "posterior" in checkpointing.load_step(str(checkpoints),
+                                                step)["params"]
+  assert "posterior" not in load_export(run, "generator")
+  assert "posterior" not in export.export_checkpoint(
+      str(run), "generator", step, "last", str(tmp_path / "step"))
+
+
+def test_posterior_without_generator_noise_is_named():
+  config = tiny_config(**{"generator.posterior.enabled": True,
+                          "generator.model.noise_features": 0})
+  with pytest.raises(errors.UserFacingError,
+                     match="posterior.enabled needs generator.model.noise"):
+    generator_stage.posterior_model(config)

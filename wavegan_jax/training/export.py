@@ -60,9 +60,10 @@ def export_checkpoint(workdir: str, stage: str, step: int, weights: str,
           f"step {step} of {directory} keeps no EMA copies (the run had "
           "train.ema_decay off); export weights='last'")
     models.update(state["ema_params"])
-  # Critics ('discriminator', 'spectral_discriminator') are not exported.
+  # Critics ('discriminator', 'spectral_discriminator') and the generator
+  # stage's posterior encoder serve training only: not exported.
   models = {name: params for name, params in models.items()
-            if not name.endswith("discriminator")}
+            if not name.endswith("discriminator") and name != "posterior"}
   own_export = checkpointing.export_path(workdir, stage)
   if stage == "generator" and os.path.isdir(own_export):
     # Frozen ('separate') encoders are not in the state: the run's export

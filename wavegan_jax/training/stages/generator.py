@@ -13,7 +13,11 @@ mismatching export fails naming the parameter and both shapes.
     ('visual/conv_layers' holds every visual CNN level): no gradient is
     computed for them and their updates are zero.
 Generator objective: `losses.weighted_sum` of stft (multi-resolution STFT),
-waveform_mse, adversarial, feature_matching and weight_decay. The critic
+waveform_mse, adversarial, feature_matching, weight_decay and kl. With
+`generator.posterior.enabled` the generator's training noise is drawn from
+q(z | target) (models/posterior.py, a model of the train state trained with
+the generator's optimizer, not exported) and `kl` is KL(q || N(0, 1));
+generation still draws z from N(0, 1). The critic
 (`generator.discriminator.kind`: WaveGAN's, which also sees the visual
 context by projection; 'stft'; or 'vocoder', the patch critics of
 models/vocoder_discriminators.py) is neither run nor trained with both
@@ -46,6 +50,7 @@ from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 from wavegan_jax.training import summaries
+from wavegan_jax.models import posterior as posterior_lib
 from wavegan_jax.training.stages import autoencoders
 
 STAGE = "generator"
@@ -105,6 +110,33 @@ def uses_critic(config: ml_collections.ConfigDict) -> bool:
       "feature_matching", 0))
 
 
+def uses_posterior(config: ml_collections.ConfigDict) -> bool:
+  """Whether the training noise comes from q(z | target).
+
+  Raises:
+    UserFacingError: for the posterior without generator noise.
+  """
+  posterior = config.generator.get("posterior")
+  if not (posterior and posterior.get("enabled")):
+    return False
+  if not config.generator.model.get("noise_features", 0):
+    raise errors.UserFacingError(
+        "generator.posterior.enabled needs generator.model.noise_features > "
+        "0 (the posterior is over that noise); got noise_features="
+        f"{config.generator.model.get('noise_features', 0)}")
+  return True
+
+
+def posterior_model(config: ml_collections.ConfigDict):
+  """The PosteriorEncoder of `generator.posterior`, or None when off."""
+  if not uses_posterior(config):
+    return None
+  settings = {k: v for k, v in config.generator.posterior.items()
+              if k != "enabled"}
+  return posterior_lib.PosteriorEncoder(
+      latent_dim=config.generator.model.noise_features, **settings)
+
+
 def _freeze(params, mask):
   """`params` with the gradient stopped where `mask` is True."""
   return jax.tree.map(
@@ -157,6 +189,7 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
   real = batch["target"]
   batch_size = real.shape[0]
   d_rng, z_rng, shuffle_rng, visual_rng = jax.random.split(rng, 4)
+  posterior = modules.get("posterior")
   visual_noise_std = config.generator.get("visual_noise_std", 0.0)
   conditional_critic = config.generator.discriminator.get("condition", False)
   is_wavegan_critic = config.generator.discriminator.kind == "wavegan"
@@ -191,11 +224,19 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
   else:  # Reconstruction only: the critic is neither trained nor run.
     d_metrics = {name: jnp.zeros(()) for name in gan.D_METRICS}
   d_params = state["params"]["discriminator"]
-  trained = ("generator",) + (inference.ENCODERS if joint else ())
-  z = inference.noise(z_rng, batch_size, config)
+  trained = (("generator",) + (("posterior",) if posterior is not None else ()) +
+             (inference.ENCODERS if joint else ()))
+  z_prior = inference.noise(z_rng, batch_size, config)
 
   def g_loss_fn(trained_params):
     encoders = encoders_of(trained_params)
+    if posterior is not None:  # Reparameterised: z = mean + std * the prior's draw.
+      mean, log_variance = posterior.apply(
+          {"params": trained_params["posterior"]}, real)
+      z = mean + jnp.exp(0.5 * log_variance) * z_prior
+      kl = losses.gaussian_kl(mean, log_variance)
+    else:
+      z, kl = z_prior, jnp.zeros(())
     fake = inference.generate(modules, trained_params["generator"],
                               encoders, batch, z,
                               (visual_noise_std, visual_rng))
@@ -221,6 +262,7 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
         "feature_matching": matching,
         "weight_decay": lambda: losses.weight_decay(
             trained_params["generator"]),
+        "kl": kl,
     }
     total, values = losses.weighted_sum(terms, weights)
     values.update(spectral_convergence=stft["spectral_convergence"],
@@ -256,6 +298,10 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   encoder_params = inference.load_encoders(config, workdir, modules)
   joint = config.strategy == "joint"
   optimizers = {"generator": optimizers_lib.optimizer_from(train_config)}
+  posterior = posterior_model(config)
+  if posterior is not None:
+    modules = {**modules, "posterior": posterior}
+    optimizers["posterior"] = optimizers_lib.optimizer_from(train_config)
   d_train = ml_collections.ConfigDict(train_config.to_dict())
   d_train.update({k[2:]: v for k, v in config.generator.adversarial.items()
                   if k.startswith("d_") and k != "d_steps"})
@@ -294,6 +340,9 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
     else:
       params["discriminator"] = modules["discriminator"].init(
           d_rng, inputs["target"])["params"]
+    if posterior is not None:
+      params["posterior"] = posterior.init(
+          jax.random.fold_in(g_rng, 1), inputs["target"])["params"]
     if joint:
       params.update(encoder_params)
     return state_lib.create_train_state(params, optimizers,
@@ -337,7 +386,7 @@ def make_spec(config: ml_collections.ConfigDict, workdir: str, *,
   return stage_runner.StageSpec(
       name=STAGE, train_config=train_config, init_fn=init_fn,
       step_fn=step_fn, make_batches=make_batches, export_fn=export_fn,
-      summary_fn=preview, metrics_to_show=("stft", "adversarial", "d_loss"),
+      summary_fn=preview, metrics_to_show=("stft", "adversarial", "d_loss", "kl"),
       seed=seed, fast_step_fn=fast_step_fn, fast_step_fits=fast_step_fits,
       warm_up_steps=warm_up_steps, warm_up_step_fn=warm_up_step_fn,
       warm_up_fast_step_fn=warm_up_fast_step_fn)
