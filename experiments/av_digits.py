@@ -131,15 +131,15 @@ def _base_config():
   config.generator.joint_frozen = ()
   # Training-time noise on the visual context, against memorising images.
   config.generator.visual_noise_std = 0.5
-  # Reconstruction only (the critic is not run when both critic weights are
-  # 0); the wavegan critic (run 5) and the vocoder one (runs 31-32) were no
-  # better by the judges or the instruments.
   # enabled: the training noise is drawn from q(z | target) (a conditional
   # VAE's encoder, models/posterior.py) with loss_weights.kl on KL(q || N(0,
   # 1)), so that the noise carries the take's pitch contour and pace, which
   # the video and reference do not; generation samples N(0, 1) as before.
   config.generator.posterior = dict(enabled=False, channels=64, n_fft=512,
                                     hop_length=128, kernel_len=5)
+  # Reconstruction only (the critic is not run when both critic weights are
+  # 0); the wavegan critic (run 5) and the vocoder one (runs 31-32) were no
+  # better by the judges or the instruments.
   config.generator.loss_weights = dict(
       waveform_mse=0.0, stft=1.0, adversarial=0.0, feature_matching=0.0,
       weight_decay=0.0, kl=0.0)

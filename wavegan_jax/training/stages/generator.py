@@ -45,12 +45,12 @@ from wavegan_jax import inference
 from wavegan_jax import losses
 from wavegan_jax.data import batches
 from wavegan_jax.data import pipeline
+from wavegan_jax.models import posterior as posterior_lib
 from wavegan_jax.training import gan
 from wavegan_jax.training import optimizers as optimizers_lib
 from wavegan_jax.training import stage_runner
 from wavegan_jax.training import state as state_lib
 from wavegan_jax.training import summaries
-from wavegan_jax.models import posterior as posterior_lib
 from wavegan_jax.training.stages import autoencoders
 
 STAGE = "generator"
@@ -110,31 +110,22 @@ def uses_critic(config: ml_collections.ConfigDict) -> bool:
       "feature_matching", 0))
 
 
-def uses_posterior(config: ml_collections.ConfigDict) -> bool:
-  """Whether the training noise comes from q(z | target).
+def posterior_model(config: ml_collections.ConfigDict):
+  """The PosteriorEncoder of `generator.posterior`, or None when off.
 
   Raises:
     UserFacingError: for the posterior without generator noise.
   """
-  posterior = config.generator.get("posterior")
-  if not (posterior and posterior.get("enabled")):
-    return False
-  if not config.generator.model.get("noise_features", 0):
+  settings = dict(config.generator.get("posterior") or {})
+  if not settings.pop("enabled", False):
+    return None
+  noise_features = config.generator.model.get("noise_features", 0)
+  if not noise_features:
     raise errors.UserFacingError(
         "generator.posterior.enabled needs generator.model.noise_features > "
         "0 (the posterior is over that noise); got noise_features="
-        f"{config.generator.model.get('noise_features', 0)}")
-  return True
-
-
-def posterior_model(config: ml_collections.ConfigDict):
-  """The PosteriorEncoder of `generator.posterior`, or None when off."""
-  if not uses_posterior(config):
-    return None
-  settings = {k: v for k, v in config.generator.posterior.items()
-              if k != "enabled"}
-  return posterior_lib.PosteriorEncoder(
-      latent_dim=config.generator.model.noise_features, **settings)
+        f"{noise_features}")
+  return posterior_lib.PosteriorEncoder(latent_dim=noise_features, **settings)
 
 
 def _freeze(params, mask):
@@ -224,13 +215,14 @@ def _step(state, batch, rng, *, config, modules, frozen_encoders,
   else:  # Reconstruction only: the critic is neither trained nor run.
     d_metrics = {name: jnp.zeros(()) for name in gan.D_METRICS}
   d_params = state["params"]["discriminator"]
-  trained = (("generator",) + (("posterior",) if posterior is not None else ()) +
+  trained = (("generator",) +
+             (("posterior",) if posterior is not None else ()) +
              (inference.ENCODERS if joint else ()))
   z_prior = inference.noise(z_rng, batch_size, config)
 
   def g_loss_fn(trained_params):
     encoders = encoders_of(trained_params)
-    if posterior is not None:  # Reparameterised: z = mean + std * the prior's draw.
+    if posterior is not None:  # Reparameterised: mean + std * prior draw.
       mean, log_variance = posterior.apply(
           {"params": trained_params["posterior"]}, real)
       z = mean + jnp.exp(0.5 * log_variance) * z_prior
