@@ -164,6 +164,28 @@ def test_post_processing_filter_is_a_same_convolution_after_tanh():
                              atol=1e-6)
 
 
+def test_remove_dc_subtracts_each_clips_channel_mean_last():
+  z = jax.random.uniform(KEY, (3, 100), minval=-1.0, maxval=1.0)
+  plain = wavegan.WaveGANGenerator(dim=2, slice_len=8192, num_channels=2,
+                                   upsample="nn", post_proc_filter_len=8)
+  dc_free = plain.clone(remove_dc=True)
+  params = plain.init(KEY, z)
+  # Same parameters: the option adds none.
+  assert (jax.tree.structure(params)
+          == jax.tree.structure(dc_free.init(KEY, z)))
+  # A bias on the last layer shifts the plain output: give it one so the
+  # mean to remove is far from zero.
+  params = flax.core.unfreeze(params)
+  params["params"]["upconv_4"]["bias"] += 0.5
+  reference = np.asarray(plain.apply(params, z), np.float64)
+  assert np.abs(reference.mean(axis=1)).min() > 0.05
+  out = np.asarray(dc_free.apply(params, z), np.float64)
+  np.testing.assert_allclose(out, reference - reference.mean(axis=1,
+                                                             keepdims=True),
+                             atol=1e-6)
+  np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=1e-6)
+
+
 def _conditioned_logits(condition):
   discriminator = wavegan.WaveGANDiscriminator(dim=2, slice_len=8192)
   x = jax.random.normal(KEY, (2, 8192, 1))

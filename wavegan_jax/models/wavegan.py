@@ -156,6 +156,10 @@ class WaveGANGenerator(nn.Module):
       returned as float32.
     activation: 'relu' (the paper's) or 'snake' (`activations.Snake`, a
       learned alpha per channel) after the dense and hidden layers.
+    remove_dc: subtract each clip's per-channel mean as the last step (not
+      in the paper), so the critic and every export see DC-free audio: a
+      constant offset is inaudible yet reads as loudness in the silence
+      measure (run 52). Output can then exceed [-1, 1] by that mean.
   """
   dim: int = 64
   slice_len: int = 16384
@@ -167,6 +171,7 @@ class WaveGANGenerator(nn.Module):
   conv_impl: str = DEFAULT_CONV_IMPL
   compute_dtype: str = "float32"
   activation: str = "relu"
+  remove_dc: bool = False
 
   @nn.compact
   def __call__(self, z, train=False):
@@ -217,7 +222,10 @@ class WaveGANGenerator(nn.Module):
       x = conv.Conv1D(self.num_channels, self.post_proc_filter_len, 1, "SAME",
                       use_bias=False, kernel_init=_KERNEL_INIT,
                       impl=self.conv_impl, name="pp_filter")(x)
-    return x.astype(jnp.float32)
+    x = x.astype(jnp.float32)
+    if self.remove_dc:
+      x = x - jnp.mean(x, axis=1, keepdims=True)
+    return x
 
 
 class WaveGANDiscriminator(nn.Module):
