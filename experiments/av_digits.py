@@ -36,6 +36,10 @@ def _base_config():
   config.data.num_samples = 8192
   config.data.num_frames = 32
   config.data.frame_size = 32
+  # generate / robustness: a user's video is redrawn as AV-digits draws a
+  # digit (light on black, MNIST's size and centre) before the model sees
+  # it (evaluation/digit_frames.py; docs/robustness.md); False: resized only.
+  config.data.normalize_digits = True
   # Each train recording drawn 8 times, each with its own image, onset and
   # reference, against memorising image -> recording (runs 10-13, 24).
   config.data.builder_kwargs = dict(examples_per_take=8)

@@ -6,6 +6,7 @@ calls), and a few bad-input cases run the script itself for its exit status.
 """
 
 import csv
+import dataclasses
 import fractions
 import json
 import os
@@ -175,12 +176,21 @@ def test_gif_and_frame_folder_become_the_model_clip(av_workdir, media_files,
   clip = generate_lib.ClipSpec.from_config(
       generate_lib.read_workdir_config(av_workdir)[1])
   assert (clip.fps, clip.frame_size) == (FPS, 32)
-  gif = generate_lib.prepare_video(media_files["gif"], clip)
+  # An AV-digits workdir redraws videos as its digits (digit_frames).
+  assert clip.normalize_digits
+  resized_only = dataclasses.replace(clip, normalize_digits=False)
+  gif = generate_lib.prepare_video(media_files["gif"], resized_only)
   assert (gif.shape, gif.dtype) == ((32, 32, 32, 1), np.uint8)
   assert np.all(gif > 0)  # 1.2 s of frames fill the 1.024 s clip...
   assert "37 frames (1.18 s)" in caplog.text  # ...and the cut is logged.
   assert "only the first 32 frames are used" in caplog.text
-  folder = generate_lib.prepare_video(media_files["frames"], clip)
+  # Redrawn: the green ground is black and the white square full ink; its
+  # path is kept, so near the clip's ends it leaves the enlarged view.
+  drawn = generate_lib.prepare_video(media_files["gif"], clip)
+  assert drawn.shape == gif.shape
+  assert np.median(drawn) == 0
+  assert np.mean(drawn.max(axis=(1, 2, 3)) == 255) > 0.8
+  folder = generate_lib.prepare_video(media_files["frames"], resized_only)
   # 20 frames taken at the model's rate, then 12 empty ones.
   np.testing.assert_array_equal(folder[:20, 0, 0, 0], 100 + np.arange(20))
   assert not np.any(folder[20:])

@@ -9,7 +9,7 @@ frame rates, and one kind combining several. Each clip is a real video file
 (H.264 or MPEG-4 in .mp4, no audio track), a reference recording and the
 real target, all written to disk, so an evaluation feeds them through the
 same decoding as `launch/generate.py` (`wavegan_jax.evaluation.generate.
-prepare_video`: retimed to the model's rate, grayscale, resized).
+prepare_video`: retimed to the model's rate, grayscale, redrawn or resized).
 
 Audio: FSDD's test takes (0-4), as the AV-digits test split. FSDD has six
 speakers and the AV-digits train split holds takes 5-49 of every one of

@@ -30,6 +30,7 @@ import numpy as np
 from wavegan_jax import errors
 from wavegan_jax import inference
 from wavegan_jax.data import media
+from wavegan_jax.evaluation import digit_frames
 from wavegan_jax.training import checkpointing
 
 PathLike = media.PathLike
@@ -40,6 +41,9 @@ WAVEGAN_STAGE = "wavegan"
 # Silence between the clips of a preview: half a second, as the official
 # WaveGAN's preview.
 PREVIEW_GAP_SECONDS = 0.5
+# Frames are decoded at most this large before `digit_frames` measures the
+# digit (its box and centre need more pixels than the model's 32).
+NORMALIZE_MAX_SIDE = 128
 
 
 GenerateError = errors.GenerateError
@@ -131,6 +135,9 @@ class ClipSpec:
   num_samples: int
   sample_rate: int
   frame_size: int
+  # Videos drawn to AV-digits' way of showing a digit
+  # (`digit_frames.normalize_digit_frames`) rather than only resized.
+  normalize_digits: bool = False
 
   @property
   def fps(self) -> fractions.Fraction:
@@ -145,10 +152,14 @@ class ClipSpec:
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> "ClipSpec":
     data = config.data
+    # Workdirs written before the key: a model trained on AV-digits saw
+    # only its drawing.
+    normalize = data.get("normalize_digits", data.get("name") == "av_digits")
     return cls(num_frames=int(data.num_frames),
                num_samples=int(data.num_samples),
                sample_rate=int(data.sample_rate),
-               frame_size=int(data.frame_size))
+               frame_size=int(data.frame_size),
+               normalize_digits=bool(normalize))
 
 
 def fit_length(array: np.ndarray, length: int) -> np.ndarray:
@@ -162,10 +173,12 @@ def fit_length(array: np.ndarray, length: int) -> np.ndarray:
 def prepare_video(path: PathLike, clip: ClipSpec) -> np.ndarray:
   """Decodes a video into the model's input clip.
 
-  Any size, colour or frame rate: frames are resampled in time to clip.fps,
-  converted to grayscale and resized to frame_size x frame_size (the aspect
-  ratio is not kept). A longer video contributes its first clip (a log line
-  says so); a shorter one is padded with empty (black) frames.
+  Any size, colour or frame rate: frames are resampled in time to clip.fps
+  and converted to grayscale. With clip.normalize_digits they are then
+  drawn as AV-digits draws a digit (`digit_frames`: light on black, MNIST's
+  size and centre); otherwise resized to frame_size x frame_size (the
+  aspect ratio not kept). A longer video contributes its first clip (a log
+  line says so); a shorter one is padded with empty (black) frames.
 
   Args:
     path: a video file PyAV reads, an animated GIF, or a folder of frames.
@@ -179,9 +192,15 @@ def prepare_video(path: PathLike, clip: ClipSpec) -> np.ndarray:
   """
   # Only the clip's first seconds are decoded (one frame more, to time the
   # last): memory does not grow with the input's length.
-  frames = media.load_video(path, fps=float(clip.fps),
-                            size=clip.frame_size, channels=1,
-                            max_seconds=decode_seconds(clip))
+  if clip.normalize_digits:
+    frames = media.load_video(path, fps=float(clip.fps), channels=1,
+                              max_seconds=decode_seconds(clip),
+                              max_side=NORMALIZE_MAX_SIDE)
+    frames = digit_frames.normalize_digit_frames(frames, clip.frame_size)
+  else:
+    frames = media.load_video(path, fps=float(clip.fps),
+                              size=clip.frame_size, channels=1,
+                              max_seconds=decode_seconds(clip))
   seconds = media.video_seconds(path, float(clip.fps))
   count = (frames.shape[0] if seconds is None else
            int(np.floor(seconds * float(clip.fps) + 1e-6)))

@@ -5,7 +5,7 @@ of digits rendered in ways AV-digits' training never shows (printed fonts,
 other scales, positions, stroke widths, inverted and coloured frames, other
 frame sizes and rates). Each clip goes through what `launch/generate.py`
 does with a user's video: `generate.prepare_video` (retimed to the model's
-frame rate, grayscale, resized) and `prepare_reference`, then the exported
+frame rate, grayscale, redrawn or resized) and `prepare_reference`, then the
 generator, clip k with the noise of seed + k (as `generate.py --manifest
 =<set>/manifest.csv --seed=<seed>`). The project's judges
 (`evaluate.Judges`) then score, per rendering kind and over all clips:
