@@ -68,12 +68,13 @@ def get_config(arg=None):
   # conv_impl: conv.py's forms, 'auto' per host (docs/performance_auto.md);
   # compute_dtype 'bfloat16' for GPU / TPU (params stay float32);
   # activation 'snake': a learned periodic term after each hidden layer;
-  # remove_dc: each clip's mean subtracted last (not in the paper), so an
-  #   inaudible offset cannot pass for sound in the silence (run 52).
+  # dc_block_len: a high-pass as the last layer (not in the paper; 201:
+  #   first null at 40 Hz), so inaudible offsets and drifts cannot pass for
+  #   sound in the silence (runs 52-53).
   config.wavegan.model = dict(dim=16, kernel_len=25, upsample="zeros",
                               post_proc_filter_len=0, conv_impl="fourier",
                               compute_dtype="float32", activation="relu",
-                              remove_dc=False)
+                              dc_block_len=0)
   # minibatch_std_group > 0: the critic sees the features' spread over
   # groups of that many examples (ProGAN; not in the paper; run 26).
   # upsample='nn', post_proc_filter_len=512: the paper's options (run 27);

@@ -164,26 +164,56 @@ def test_post_processing_filter_is_a_same_convolution_after_tanh():
                              atol=1e-6)
 
 
-def test_remove_dc_subtracts_each_clips_channel_mean_last():
+def _dc_block_reference(x, length):
+  """Twice a centred, edge-padded moving average, subtracted (numpy)."""
+  half = length // 2
+  def smooth(v):
+    padded = np.pad(v, ((0, 0), (half, half), (0, 0)), mode="edge")
+    kernel = np.ones(length) / length
+    return np.stack([np.stack([np.convolve(p[:, c], kernel, mode="valid")
+                               for c in range(v.shape[2])], -1)
+                     for p in padded])
+  return x - smooth(smooth(x))
+
+
+def test_dc_block_is_a_high_pass_that_removes_offsets_and_keeps_speech():
+  seconds = np.arange(8192) / 8000.0
+  def gain(hz, length=201):
+    x = np.sin(2 * np.pi * hz * seconds)[None, :, None].astype(np.float32)
+    y = np.asarray(wavegan.dc_block(jnp.asarray(x), length))
+    middle = slice(1000, 7000)  # Away from the edge padding.
+    return np.sqrt(np.mean(y[0, middle] ** 2) / np.mean(x[0, middle] ** 2))
+  # 1 - sinc(f L / sample_rate)^2: 40 Hz is the first null of the average.
+  assert gain(5) < 0.06 and gain(2) < 0.01
+  for hz in (80, 100, 200, 1000, 3000):
+    assert abs(gain(hz) - 1.0) < 0.02
+  offset = np.full((2, 8192, 1), 0.3, np.float32)
+  np.testing.assert_allclose(wavegan.dc_block(jnp.asarray(offset), 201), 0.0,
+                             atol=1e-6)
+
+
+def test_dc_block_len_filters_the_generator_output_last():
   z = jax.random.uniform(KEY, (3, 100), minval=-1.0, maxval=1.0)
   plain = wavegan.WaveGANGenerator(dim=2, slice_len=8192, num_channels=2,
                                    upsample="nn", post_proc_filter_len=8)
-  dc_free = plain.clone(remove_dc=True)
+  blocked = plain.clone(dc_block_len=31)
   params = plain.init(KEY, z)
   # Same parameters: the option adds none.
   assert (jax.tree.structure(params)
-          == jax.tree.structure(dc_free.init(KEY, z)))
-  # A bias on the last layer shifts the plain output: give it one so the
-  # mean to remove is far from zero.
+          == jax.tree.structure(blocked.init(KEY, z)))
+  # A bias on the last layer shifts the plain output: give it one so there
+  # is an offset to remove.
   params = flax.core.unfreeze(params)
   params["params"]["upconv_4"]["bias"] += 0.5
   reference = np.asarray(plain.apply(params, z), np.float64)
   assert np.abs(reference.mean(axis=1)).min() > 0.05
-  out = np.asarray(dc_free.apply(params, z), np.float64)
-  np.testing.assert_allclose(out, reference - reference.mean(axis=1,
-                                                             keepdims=True),
-                             atol=1e-6)
-  np.testing.assert_allclose(out.mean(axis=1), 0.0, atol=1e-6)
+  out = np.asarray(blocked.apply(params, z), np.float64)
+  np.testing.assert_allclose(out, _dc_block_reference(reference, 31),
+                             atol=1e-5)
+  assert np.abs(out.mean(axis=1)).max() < 1e-3
+  for length in (2, 1, -3):
+    with pytest.raises(ValueError, match="dc_block_len must be 0"):
+      plain.clone(dc_block_len=length).init(KEY, z)
 
 
 def _conditioned_logits(condition):
