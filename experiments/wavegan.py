@@ -68,9 +68,9 @@ def get_config(arg=None):
   # conv_impl: conv.py's forms, 'auto' per host (docs/performance_auto.md);
   # compute_dtype 'bfloat16' for GPU / TPU (params stay float32);
   # activation 'snake': a learned periodic term after each hidden layer;
-  # dc_block_len: a high-pass as the last layer (not in the paper; 201:
-  #   first null at 40 Hz), so inaudible offsets and drifts cannot pass for
-  #   sound in the silence (runs 52-53).
+  # dc_block_len: a high-pass on what is heard, not on what the critic
+  #   scores (not in the paper; 201: first null at 40 Hz), so inaudible
+  #   offsets and drifts cannot pass for sound in the silence (runs 52-55).
   config.wavegan.model = dict(dim=16, kernel_len=25, upsample="zeros",
                               post_proc_filter_len=0, conv_impl="fourier",
                               compute_dtype="float32", activation="relu",

@@ -180,15 +180,15 @@ def test_dc_block_is_a_high_pass_that_removes_offsets_and_keeps_speech():
   seconds = np.arange(8192) / 8000.0
   def gain(hz, length=201):
     x = np.sin(2 * np.pi * hz * seconds)[None, :, None].astype(np.float32)
-    y = np.asarray(wavegan.dc_block(jnp.asarray(x), length))
+    y = np.asarray(wavegan.dc_block_filter(jnp.asarray(x), length))
     middle = slice(1000, 7000)  # Away from the edge padding.
     return np.sqrt(np.mean(y[0, middle] ** 2) / np.mean(x[0, middle] ** 2))
-  # 1 - sinc(f L / sample_rate)^2: 40 Hz is the first null of the average.
+  # 1 - sinc(f L / sample_rate)^2: 40 Hz is the average's first null.
   assert gain(5) < 0.06 and gain(2) < 0.01
   for hz in (80, 100, 200, 1000, 3000):
     assert abs(gain(hz) - 1.0) < 0.02
   offset = np.full((2, 8192, 1), 0.3, np.float32)
-  np.testing.assert_allclose(wavegan.dc_block(jnp.asarray(offset), 201), 0.0,
+  np.testing.assert_allclose(wavegan.dc_block_filter(jnp.asarray(offset), 201), 0.0,
                              atol=1e-6)
 
 
@@ -211,6 +211,9 @@ def test_dc_block_len_filters_the_generator_output_last():
   np.testing.assert_allclose(out, _dc_block_reference(reference, 31),
                              atol=1e-5)
   assert np.abs(out.mean(axis=1)).max() < 1e-3
+  # What training's critic scores: the output before the post-filter.
+  np.testing.assert_array_equal(blocked.apply(params, z, dc_block=False),
+                                plain.apply(params, z))
   for length in (2, 1, -3):
     with pytest.raises(ValueError, match="dc_block_len must be 0"):
       plain.clone(dc_block_len=length).init(KEY, z)

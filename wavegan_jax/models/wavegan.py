@@ -152,7 +152,7 @@ def moving_average(x: jax.Array, length: int) -> jax.Array:
   return total / length
 
 
-def dc_block(x: jax.Array, length: int) -> jax.Array:
+def dc_block_filter(x: jax.Array, length: int) -> jax.Array:
   """x [B, N, C] minus its moving average taken twice: a linear-phase
   high-pass (1 - sinc^2 of f * length / sample_rate) that removes a
   constant exactly and passes speech (from 2 sample_rate / length up:
@@ -180,11 +180,14 @@ class WaveGANGenerator(nn.Module):
       returned as float32.
     activation: 'relu' (the paper's) or 'snake' (`activations.Snake`, a
       learned alpha per channel) after the dense and hidden layers.
-    dc_block_len: 0 (off), or an odd L >= 3: `dc_block` as the last step
-      (not in the paper), so the critic and every export see audio without
-      the offsets and slow drifts below sample_rate / L (40 Hz for 201 at
-      8 kHz) that no one hears yet the silence measure reads as sound (runs
-      52-53). Output can then exceed [-1, 1] by the offset removed.
+    dc_block_len: 0 (off), or an odd L >= 3: `dc_block_filter` as a post-filter
+      (not in the paper), so what is heard (exports, evaluation, previews)
+      has none of the offsets and slow drifts below sample_rate / L (40 Hz
+      for 201 at 8 kHz) that no one hears yet the silence measure reads as
+      sound (runs 52-54). Training's critic scores the unfiltered output
+      (`dc_block=False`): with the filter inside the critic's view the
+      generator saturated (run 55). Output can exceed [-1, 1] by the
+      offset removed.
   """
   dim: int = 64
   slice_len: int = 16384
@@ -199,13 +202,15 @@ class WaveGANGenerator(nn.Module):
   dc_block_len: int = 0
 
   @nn.compact
-  def __call__(self, z, train=False):
+  def __call__(self, z, train=False, dc_block=True):
     """Generates waveforms.
 
     Args:
       z: [batch, latent_dim] latent vectors.
       train: batch statistics (True) or running averages (False) in batch
         normalisation; unused without it.
+      dc_block: apply the `dc_block_len` post-filter (False: the output the
+        critic scores in training).
 
     Returns:
       [batch, slice_len, num_channels] float waveforms.
@@ -249,8 +254,8 @@ class WaveGANGenerator(nn.Module):
                       use_bias=False, kernel_init=_KERNEL_INIT,
                       impl=self.conv_impl, name="pp_filter")(x)
     x = x.astype(jnp.float32)
-    if self.dc_block_len:
-      x = dc_block(x, self.dc_block_len)
+    if self.dc_block_len and dc_block:
+      x = dc_block_filter(x, self.dc_block_len)
     return x
 
 

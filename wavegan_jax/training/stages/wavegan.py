@@ -40,11 +40,12 @@ def _generate(generator, g_params, z, spectrogram):
   """The generator's output as the critic scores it.
 
   For SpecGAN that is the normalised spectrogram; its audio (what export,
-  evaluation and previews read) is the module's default output.
+  evaluation and previews read) is the module's default output. WaveGAN's
+  is its output before the `dc_block_len` post-filter.
   """
   if spectrogram:
     return generator.apply({"params": g_params}, z, spectrogram=True)
-  return generator.apply({"params": g_params}, z)
+  return generator.apply({"params": g_params}, z, dc_block=False)
 
 
 def _critic_real(generator, g_params, audio, spectrogram):
