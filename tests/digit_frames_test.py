@@ -1,4 +1,4 @@
-"""Tests for evaluation/digit_frames.py: any digit video -> AV-digits' drawing."""
+"""Tests for evaluation/digit_frames.py: a digit video -> AV-digits' drawing."""
 
 import pathlib
 

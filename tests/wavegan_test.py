@@ -188,8 +188,8 @@ def test_dc_block_is_a_high_pass_that_removes_offsets_and_keeps_speech():
   for hz in (80, 100, 200, 1000, 3000):
     assert abs(gain(hz) - 1.0) < 0.02
   offset = np.full((2, 8192, 1), 0.3, np.float32)
-  np.testing.assert_allclose(wavegan.dc_block_filter(jnp.asarray(offset), 201), 0.0,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      wavegan.dc_block_filter(jnp.asarray(offset), 201), 0.0, atol=1e-6)
 
 
 def test_dc_block_len_filters_the_generator_output_last():

@@ -192,15 +192,13 @@ def prepare_video(path: PathLike, clip: ClipSpec) -> np.ndarray:
   """
   # Only the clip's first seconds are decoded (one frame more, to time the
   # last): memory does not grow with the input's length.
-  if clip.normalize_digits:
-    frames = media.load_video(path, fps=float(clip.fps), channels=1,
-                              max_seconds=decode_seconds(clip),
-                              max_side=NORMALIZE_MAX_SIDE)
+  normalize = clip.normalize_digits
+  frames = media.load_video(
+      path, fps=float(clip.fps), size=None if normalize else clip.frame_size,
+      channels=1, max_seconds=decode_seconds(clip),
+      max_side=NORMALIZE_MAX_SIDE if normalize else None)
+  if normalize:
     frames = digit_frames.normalize_digit_frames(frames, clip.frame_size)
-  else:
-    frames = media.load_video(path, fps=float(clip.fps),
-                              size=clip.frame_size, channels=1,
-                              max_seconds=decode_seconds(clip))
   seconds = media.video_seconds(path, float(clip.fps))
   count = (frames.shape[0] if seconds is None else
            int(np.floor(seconds * float(clip.fps) + 1e-6)))

@@ -180,14 +180,14 @@ class WaveGANGenerator(nn.Module):
       returned as float32.
     activation: 'relu' (the paper's) or 'snake' (`activations.Snake`, a
       learned alpha per channel) after the dense and hidden layers.
-    dc_block_len: 0 (off), or an odd L >= 3: `dc_block_filter` as a post-filter
-      (not in the paper), so what is heard (exports, evaluation, previews)
-      has none of the offsets and slow drifts below sample_rate / L (40 Hz
-      for 201 at 8 kHz) that no one hears yet the silence measure reads as
-      sound (runs 52-54). Training's critic scores the unfiltered output
-      (`dc_block=False`): with the filter inside the critic's view the
-      generator saturated (run 55). Output can exceed [-1, 1] by the
-      offset removed.
+    dc_block_len: 0 (off), or an odd L >= 3: `dc_block_filter` as a
+      post-filter (not in the paper), so what is heard (exports,
+      evaluation, previews) has none of the offsets and slow drifts below
+      sample_rate / L (40 Hz for 201 at 8 kHz) that no one hears yet the
+      silence measure reads as sound (runs 52-54). Training's critic scores
+      the unfiltered output (`dc_block=False`): with the filter inside the
+      critic's view the generator saturated (run 55). Output can exceed
+      [-1, 1] by the offset removed.
   """
   dim: int = 64
   slice_len: int = 16384
