@@ -204,6 +204,27 @@ def test_tonal_line_finds_a_sinusoid_at_2000_hz_and_not_in_noise():
     instruments.tonal_line_db(noise[:, :1000], RATE)
 
 
+def test_tonal_line_excess_counts_only_lines_the_real_clips_lack():
+  time = np.arange(LENGTH) / RATE
+  speech_like = _noise(20) + 0.02 * np.sin(2 * np.pi * 125.0 * time)
+  real = _noise(20, seed=1) + 0.02 * np.sin(2 * np.pi * 125.0 * time)
+  # The 125 Hz line is in both: its height stands out, its excess does not.
+  assert instruments.tonal_line_db(speech_like, RATE)[0] >= 6.0
+  excess, _ = instruments.tonal_line_excess_db(speech_like, real, RATE)
+  assert excess <= 3.0
+  # A 2000 Hz line only in the generated clips: excess as its height.
+  checker = speech_like + 0.02 * np.sin(2 * np.pi * 2000.0 * time)
+  excess, frequency = instruments.tonal_line_excess_db(checker, real, RATE)
+  height_2000 = dict(zip(*instruments.tonal_line_heights(checker, RATE)))
+  assert frequency == 2000.0 and excess >= 6.0
+  assert excess == pytest.approx(
+      height_2000[2000.0]
+      - dict(zip(*instruments.tonal_line_heights(real, RATE)))[2000.0])
+  frequencies, _ = instruments.tonal_line_heights(real, RATE)
+  # Multiples of 125 Hz below 4000 Hz, each once.
+  np.testing.assert_array_equal(frequencies, np.arange(1, 32) * 125.0)
+
+
 def test_measure_av_writes_every_key_with_its_real_twin(speech):
   clips, digits = speech
   generated = np.concatenate([clips[10:13], np.zeros((1, LENGTH))])

@@ -283,7 +283,7 @@ def test_simultaneous_step_equals_separate_gradients_at_one_state(
   g_params = state["params"]["generator"]
   d_params = state["params"]["discriminator"]
   critic = lambda p, x, r: discriminator.apply({"params": p}, x, rng=r)
-  fake = generator.apply({"params": g_params}, z)
+  fake = generator.apply({"params": g_params}, z, post_filter=False)
   count = 4 if gp_examples is None else gp_examples
 
   def d_loss(p):
@@ -294,8 +294,8 @@ def test_simultaneous_step_equals_separate_gradients_at_one_state(
             - jnp.mean(critic(p, real, real_rng)) + 10.0 * penalty)
 
   def g_loss(p):
-    return -jnp.mean(critic(d_params, generator.apply({"params": p}, z),
-                            fake_rng))
+    fake = generator.apply({"params": p}, z, post_filter=False)
+    return -jnp.mean(critic(d_params, fake, fake_rng))
 
   want_d = jax.tree.map(jnp.subtract, d_params, jax.grad(d_loss)(d_params))
   want_g = jax.tree.map(jnp.subtract, g_params, jax.grad(g_loss)(g_params))
@@ -422,7 +422,8 @@ def test_packed_critic_loss_is_the_critic_loss_of_the_packs():
   state, batch, metrics, z, critic_rng = _one_critic_update(
       config, spec, 1, jax.random.PRNGKey(3))
   generator, discriminator = inference.wavegan_models(config)
-  fake = generator.apply({"params": state["params"]["generator"]}, z)
+  fake = generator.apply({"params": state["params"]["generator"]}, z,
+                         post_filter=False)
   loss, _ = gan.critic_loss(
       wavegan_stage._critic_fn(discriminator),
       state["params"]["discriminator"],
@@ -478,7 +479,8 @@ def test_extra_terms_add_their_gradient_to_the_generator_only(simultaneous,
                             loudness_frame_length=64)
     metric = "loudness_distance"
     loss_fn = lambda p: losses.loudness_distance(
-        generator.apply({"params": p}, z), batch["audio"], 64)
+        generator.apply({"params": p}, z, post_filter=False), batch["audio"],
+        64)
   else:
     features = wavegan_options.mode_seeking_features_from(
         {"mode_seeking_space": term}, "waveform",
@@ -489,7 +491,7 @@ def test_extra_terms_add_their_gradient_to_the_generator_only(simultaneous,
     metric = "mode_seeking_loss"
     as_seen = features or (lambda clips: clips)
     loss_fn = lambda p: losses.mode_seeking_loss(
-        as_seen(generator.apply({"params": p}, z)), z)[0]
+        as_seen(generator.apply({"params": p}, z, post_filter=False)), z)[0]
   ms_loss, ms_grad = jax.value_and_grad(loss_fn)(g_params)
   # The adversarial gradient, summed in another order, leaves float32
   # noise far below the term's own size (checked on the next line).
@@ -744,7 +746,7 @@ def test_spectral_critic_adds_its_terms_to_the_generator_then_trains():
   real = batch["audio"][:4]
 
   def term(g_params):
-    fake = generator.apply({"params": g_params}, z)
+    fake = generator.apply({"params": g_params}, z, post_filter=False)
     return wavegan_stage._spectral_generator_terms(
         spectral_critic, s_params, fake, real)[0]
 
@@ -760,7 +762,8 @@ def test_spectral_critic_adds_its_terms_to_the_generator_then_trains():
   for a, b in zip(jax.tree.leaves(got["params"]["discriminator"]),
                   jax.tree.leaves(plain["params"]["discriminator"])):
     np.testing.assert_array_equal(a, b)
-  fake = generator.apply({"params": state["params"]["generator"]}, z)
+  fake = generator.apply({"params": state["params"]["generator"]}, z,
+                         post_filter=False)
   d_grad = jax.grad(lambda p: losses.discriminator_loss(
       "lsgan", module.apply({"params": p}, real),
       module.apply({"params": p}, fake)))(s_params)

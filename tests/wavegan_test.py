@@ -212,11 +212,36 @@ def test_dc_block_len_filters_the_generator_output_last():
                              atol=1e-5)
   assert np.abs(out.mean(axis=1)).max() < 1e-3
   # What training's critic scores: the output before the post-filter.
-  np.testing.assert_array_equal(blocked.apply(params, z, dc_block=False),
+  np.testing.assert_array_equal(blocked.apply(params, z, post_filter=False),
                                 plain.apply(params, z))
   for length in (2, 1, -3):
     with pytest.raises(ValueError, match="dc_block_len must be 0"):
       plain.clone(dc_block_len=length).init(KEY, z)
+
+
+def test_end_fade_len_fades_the_last_samples_after_the_high_pass():
+  z = jax.random.uniform(KEY, (2, 100), minval=-1.0, maxval=1.0)
+  plain = wavegan.WaveGANGenerator(dim=2, slice_len=8192, upsample="nn",
+                                   dc_block_len=31)
+  faded = plain.clone(end_fade_len=64)
+  params = plain.init(KEY, z)
+  reference = np.asarray(plain.apply(params, z), np.float64)
+  out = np.asarray(faded.apply(params, z), np.float64)
+  # Untouched before the fade; inside it, the half-Hann gain
+  # 0.5 + 0.5 cos(pi k / 64), k = 1..64, ending at exactly zero.
+  np.testing.assert_array_equal(out[:, :-64], reference[:, :-64])
+  gain = 0.5 + 0.5 * np.cos(np.pi * np.arange(1, 65) / 64)
+  np.testing.assert_allclose(out[:, -64:, 0], reference[:, -64:, 0] * gain,
+                             atol=1e-6)
+  assert np.all(out[:, -1] == 0.0)
+  assert np.all(np.diff(gain) < 0)
+  # Training's critic still scores the unfiltered output.
+  np.testing.assert_array_equal(
+      faded.apply(params, z, post_filter=False),
+      plain.apply(params, z, post_filter=False))
+  for length in (-1, 8193):
+    with pytest.raises(ValueError, match="end_fade_len must be in"):
+      plain.clone(end_fade_len=length).init(KEY, z)
 
 
 def _conditioned_logits(condition):

@@ -151,8 +151,9 @@ def measure_wavegan(generated, real, judged_digits, real_judged_digits,
   Returns:
     metrics.json entries: dnsmos_{sig,bak,ovrl,p808}, voiced_share,
     f0_range_cents, spectral_flatness, asr_digit_accuracy, tonal_line_db and
-    tonal_line_hz,
-    each with its real_ twin; the clips measured and the pass's seconds.
+    tonal_line_hz, each with its real_ twin; tonal_line_excess_db and _hz
+    (the largest height above the real clips' at the same multiple); the
+    clips measured and the pass's seconds.
   """
   start = time.time()
   generated, nonfinite = _finite(generated)
@@ -161,6 +162,8 @@ def measure_wavegan(generated, real, judged_digits, real_judged_digits,
            f"and {len(real)} real clips")
   tonal = instruments.tonal_line_db(generated, sample_rate, strides)
   real_tonal = instruments.tonal_line_db(real, sample_rate, strides)
+  excess = instruments.tonal_line_excess_db(generated, real, sample_rate,
+                                            strides)
   keep = np.arange(len(generated) if max_clips is None
                    else min(len(generated), max_clips))
   real_keep = subset(len(real), max_clips, seed)
@@ -181,6 +184,8 @@ def measure_wavegan(generated, real, judged_digits, real_judged_digits,
              "tonal_line_db": tonal[0], "tonal_line_hz": tonal[1],
              "real_tonal_line_db": real_tonal[0],
              "real_tonal_line_hz": real_tonal[1],
+             "tonal_line_excess_db": excess[0],
+             "tonal_line_excess_hz": excess[1],
              "instrument_seconds": round(time.time() - start, 1)}
   progress(f"done in {results['instrument_seconds']:.0f} s")
   return results
@@ -217,6 +222,10 @@ def report_rows(results: dict) -> list[tuple[str, object, object]]:
         ("highest tonal line at the upsampling's multiples, dB",
          r["tonal_line_db"], r["real_tonal_line_db"]),
         ("its frequency, Hz", r["tonal_line_hz"], r["real_tonal_line_hz"])]
+    if "tonal_line_excess_db" in r:
+      rows += [(f"largest line height above the real clips' at the same "
+                f"multiple ({r['tonal_line_excess_hz']:g} Hz), dB",
+                r["tonal_line_excess_db"], None)]
   return rows
 
 

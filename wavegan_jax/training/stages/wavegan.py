@@ -41,11 +41,11 @@ def _generate(generator, g_params, z, spectrogram):
 
   For SpecGAN that is the normalised spectrogram; its audio (what export,
   evaluation and previews read) is the module's default output. WaveGAN's
-  is its output before the `dc_block_len` post-filter.
+  is its output before the post-filters (`dc_block_len`, `end_fade_len`).
   """
   if spectrogram:
     return generator.apply({"params": g_params}, z, spectrogram=True)
-  return generator.apply({"params": g_params}, z, dc_block=False)
+  return generator.apply({"params": g_params}, z, post_filter=False)
 
 
 def _critic_real(generator, g_params, audio, spectrogram):
