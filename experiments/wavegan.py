@@ -4,7 +4,7 @@ Variants (`--config=experiments/wavegan.py:VARIANT`):
   default: (no argument) FSDD spoken digits at 8 kHz, 8192-sample slices,
            sized to train on a 2-core CPU; not the paper's model: Snake
            activations, nearest-neighbour upsampling, a cosine decay and
-           two post-filters on what is heard (a 40 Hz high-pass, an 8 ms
+           two post-filters on what is heard (a 40 Hz high-pass, a 32 ms
            fade at the clip's end).
   paper:   the paper's setup: d=64, 16384 samples at 16 kHz, WGAN-GP with 5
            critic steps, Adam 1e-4 (0.5, 0.9), batch 64, no mode-seeking
@@ -76,11 +76,12 @@ def get_config(arg=None):
   #   scores (not in the paper; 201: first null at 40 Hz), so inaudible
   #   offsets and drifts cannot pass for sound in the silence (runs 52-56);
   # end_fade_len: the last samples faded to zero, also only on what is
-  #   heard (not in the paper; 64 = 8 ms: the padded edge's click, run 54).
+  #   heard (not in the paper): the zero-padded edge leaves a click in the
+  #   last ~25 ms (-32 dBFS, run 57); 256 (32 ms) takes it to -56.
   config.wavegan.model = dict(dim=16, kernel_len=25, upsample="nn",
                               post_proc_filter_len=0, conv_impl="fourier",
                               compute_dtype="float32", activation="snake",
-                              dc_block_len=201, end_fade_len=64)
+                              dc_block_len=201, end_fade_len=256)
   # minibatch_std_group > 0: the critic sees the features' spread over
   # groups of that many examples (ProGAN; not in the paper; run 26).
   # upsample='nn', post_proc_filter_len=512: the paper's options (run 27);

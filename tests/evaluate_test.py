@@ -222,6 +222,7 @@ def test_wavegan_workdir_reports_inception_and_diversity(
   assert written["real_tonal_line_hz"] % 125 == 0
   assert written["tonal_line_excess_hz"] % 125 == 0
   assert np.isfinite(written["tonal_line_excess_db"])
+  assert np.isfinite(written["tonal_line_excess_real_floor_db"])
   assert written["num_real_examples"] == 300  # FSDD test takes, 1 slice each.
   assert written["inception_splits"] == 10
   for key in ("inception_score", "real_inception_score"):
