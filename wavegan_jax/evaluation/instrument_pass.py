@@ -161,10 +161,13 @@ def measure_wavegan(generated, real, judged_digits, real_judged_digits,
   real, _ = _finite(real)
   progress(f"tonal lines in the mean spectrum of {len(generated)} generated "
            f"and {len(real)} real clips")
-  tonal = instruments.tonal_line_db(generated, sample_rate, strides)
-  real_tonal = instruments.tonal_line_db(real, sample_rate, strides)
-  excess = instruments.tonal_line_excess_db(generated, real, sample_rate,
-                                            strides)
+  # One Welch spectrum per set serves the highest line and the excess.
+  frequencies, heights = instruments.tonal_line_heights(
+      generated, sample_rate, strides)
+  _, real_heights = instruments.tonal_line_heights(real, sample_rate, strides)
+  tonal = instruments.highest_line(frequencies, heights)
+  real_tonal = instruments.highest_line(frequencies, real_heights)
+  excess = instruments.highest_line(frequencies, heights - real_heights)
   # The excess of one half of the real clips over the other: how far the
   # measure moves with nothing added (150 against 150 FSDD takes: 2-4 dB).
   halves = np.array_split(np.random.default_rng(seed).permutation(len(real)),

@@ -544,13 +544,18 @@ def tonal_line_heights(audio, sample_rate: int,
   return frequencies, heights
 
 
+def highest_line(frequencies: np.ndarray,
+                 heights: np.ndarray) -> tuple[float, float]:
+  """(the largest height in dB, its frequency in Hz)."""
+  best = int(np.argmax(heights))
+  return float(heights[best]), float(frequencies[best])
+
+
 def tonal_line_db(audio, sample_rate: int, strides: Sequence[int] = (4, 4, 4),
                   **kwargs) -> tuple[float, float]:
   """The highest of `tonal_line_heights` (dB) and its frequency (Hz)."""
-  frequencies, heights = tonal_line_heights(audio, sample_rate, strides,
-                                            **kwargs)
-  best = int(np.argmax(heights))
-  return float(heights[best]), float(frequencies[best])
+  return highest_line(*tonal_line_heights(audio, sample_rate, strides,
+                                          **kwargs))
 
 
 def tonal_line_excess_db(generated, real, sample_rate: int,
@@ -567,6 +572,4 @@ def tonal_line_excess_db(generated, real, sample_rate: int,
   frequencies, heights = tonal_line_heights(generated, sample_rate, strides,
                                             **kwargs)
   _, real_heights = tonal_line_heights(real, sample_rate, strides, **kwargs)
-  excess = heights - real_heights
-  best = int(np.argmax(excess))
-  return float(excess[best]), float(frequencies[best])
+  return highest_line(frequencies, heights - real_heights)
