@@ -78,10 +78,14 @@ def get_config(arg=None):
   # end_fade_len: the last samples faded to zero, also only on what is
   #   heard (not in the paper): the zero-padded edge leaves a click in the
   #   last ~25 ms (-32 dBFS, run 57); 256 (32 ms) takes it to -56.
+  # edge_padding: 'reflect' or 'edge' pads the nn convolutions' inputs
+  #   with the signal itself instead of zeros, against that click at its
+  #   source (a retrain; untried).
   config.wavegan.model = dict(dim=16, kernel_len=25, upsample="nn",
                               post_proc_filter_len=0, conv_impl="fourier",
                               compute_dtype="float32", activation="snake",
-                              dc_block_len=201, end_fade_len=256)
+                              dc_block_len=201, end_fade_len=256,
+                              edge_padding="zeros")
   # minibatch_std_group > 0: the critic sees the features' spread over
   # groups of that many examples (ProGAN; not in the paper; run 26).
   # upsample='nn', post_proc_filter_len=512: the paper's options (run 27);
@@ -132,7 +136,8 @@ def get_config(arg=None):
     config.train.schedule = "constant"
     config.train.decay_start = 0
     config.wavegan.model.update(upsample="zeros", activation="relu",
-                                dc_block_len=0, end_fade_len=0)
+                                dc_block_len=0, end_fade_len=0,
+                                edge_padding="zeros")
     config.wavegan.model.dim = 64
     config.wavegan.discriminator.dim = 64
   elif variant == "specgan":

@@ -381,3 +381,51 @@ def test_taps_forward_gradients_are_the_polyphase_forms(shape):
   for a, b in zip(_penalty_grads(conv.conv_transpose1d, x, kernel),
                   _penalty_grads(conv.conv_transpose1d_reference, x, kernel)):
     assert _relative_error(a, b) < 1e-5
+
+
+def test_nn_upsample_kernel_is_the_running_sum_over_the_factor():
+  kernel = np.array([1.0, 2.0, 3.0], np.float32)[:, None, None]
+  np.testing.assert_array_equal(
+      np.asarray(conv.nn_upsample_kernel(kernel, 2))[:, 0, 0], [1, 3, 5, 3])
+  np.testing.assert_array_equal(
+      np.asarray(conv.nn_upsample_kernel(kernel, 3))[:, 0, 0],
+      [1, 3, 6, 5, 3])
+
+
+# (length, in_channels, out_channels, kernel_size, factor): the WaveGAN
+# generator's 25 taps and factor 4, even kernels (SAME's window cut from a
+# VALID output), kernels shorter than the factor, factor 1.
+NN_CASES = [(8, 6, 5, 25, 4), (13, 3, 4, 25, 4), (9, 3, 2, 24, 4),
+            (7, 2, 3, 3, 4), (11, 3, 2, 6, 2), (10, 2, 2, 5, 3),
+            (12, 2, 3, 7, 1)]
+
+
+@pytest.mark.parametrize("impl", ["fast", "winograd", "fourier"])
+@pytest.mark.parametrize("case", NN_CASES)
+def test_nn_upsample_conv_equals_repeat_then_same_conv(case, impl):
+  length, in_channels, out_channels, size, factor = case
+  x, kernel = _random_inputs(length, in_channels, out_channels, size, seed=11)
+  module = conv.NNUpsampleConv1D(out_channels, size, factor, impl=impl)
+  params = {"params": {"kernel": kernel,
+                       "bias": np.zeros(out_channels, np.float32)}}
+  reference = conv.Conv1D(out_channels, size, 1, "SAME", impl="reference")
+  assert (jax.tree_util.tree_map(np.shape, module.init(jax.random.key(0), x))
+          == jax.tree_util.tree_map(np.shape, params))
+  cotangent = np.random.default_rng(12).standard_normal(
+      (2, length * factor, out_channels)).astype(np.float32)
+
+  def value_and_grads(apply):
+    y, vjp = jax.vjp(apply, x, kernel)
+    return (y,) + vjp(cotangent)
+
+  def fast(a, b):
+    return module.apply({"params": {"kernel": b,
+                                    "bias": params["params"]["bias"]}}, a)
+
+  def by_repeat(a, b):
+    return reference.apply({"params": {"kernel": b,
+                                       "bias": params["params"]["bias"]}},
+                           jnp.repeat(a, factor, axis=1))
+  for got, want in zip(value_and_grads(fast), value_and_grads(by_repeat)):
+    assert got.shape == want.shape
+    assert _relative_error(got, want) < 2e-5

@@ -84,6 +84,43 @@ def test_nn_upsample_has_the_same_parameter_shapes():
   assert shapes[0] == shapes[1]
 
 
+def _nn_generator_by_hand(params, z, mode):
+  """The relu / nn generator written with numpy pads and lax convolutions."""
+  p = params["params"]
+  length, channels, layers = wavegan.generator_layout(8192, 2, 1)
+  x = z @ p["z_project"]["kernel"] + p["z_project"]["bias"]
+  x = jax.nn.relu(x.reshape(z.shape[0], length, channels))
+  for i, (_, stride) in enumerate(layers):
+    layer = p[f"upconv_{i}"]
+    x = np.pad(np.repeat(np.asarray(x), stride, axis=1),
+               ((0, 0), (12, 12), (0, 0)), mode=mode)
+    x = jax.lax.conv_general_dilated(
+        x, layer["kernel"], (1,), "VALID",
+        dimension_numbers=("NWC", "WIO", "NWC")) + layer["bias"]
+    x = jax.nn.relu(x) if i < len(layers) - 1 else x
+  return np.tanh(x)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_edge_padding_equals_padding_each_layer_by_hand(mode):
+  z = jax.random.uniform(KEY, (2, 100), minval=-1.0, maxval=1.0)
+  padded = wavegan.WaveGANGenerator(dim=2, slice_len=8192, upsample="nn",
+                                    edge_padding=mode)
+  params = padded.init(KEY, z)
+  audio = np.asarray(jax.jit(padded.apply)(params, z))
+  assert audio.shape == (2, 8192, 1)
+  np.testing.assert_allclose(audio, _nn_generator_by_hand(params, z, mode),
+                             atol=2e-5)
+  # Same parameters as SAME's zeros, and a different output at the ends.
+  zeros = wavegan.WaveGANGenerator(dim=2, slice_len=8192, upsample="nn")
+  assert (jax.tree_util.tree_map(np.shape, params)
+          == jax.tree_util.tree_map(np.shape, zeros.init(KEY, z)))
+  by_zeros = np.asarray(jax.jit(zeros.apply)(params, z))
+  assert np.abs(by_zeros - audio)[:, -8:].max() > 1e-4
+  np.testing.assert_allclose(by_zeros, _nn_generator_by_hand(
+      params, z, "constant"), atol=2e-5)
+
+
 def test_snake_generator_adds_an_alpha_per_hidden_layer_and_trains_it():
   z = jax.random.uniform(KEY, (2, 100), minval=-1.0, maxval=1.0)
   relu = wavegan.WaveGANGenerator(dim=2, slice_len=8192)
@@ -297,6 +334,12 @@ def test_bad_inputs_raise_clear_errors():
     wavegan.WaveGANGenerator(upsample="linear").init(KEY, jnp.zeros((1, 100)))
   with pytest.raises(ValueError, match="activation must be one of"):
     wavegan.WaveGANGenerator(activation="gelu").init(KEY, jnp.zeros((1, 100)))
+  with pytest.raises(ValueError, match="edge_padding must be one of"):
+    wavegan.WaveGANGenerator(upsample="nn", edge_padding="wrap").init(
+        KEY, jnp.zeros((1, 100)))
+  with pytest.raises(ValueError, match="edge_padding='reflect' needs"):
+    wavegan.WaveGANGenerator(edge_padding="reflect").init(
+        KEY, jnp.zeros((1, 100)))
   with pytest.raises(ValueError, match=r"x must be \[batch, 8192, channels\]"):
     wavegan.WaveGANDiscriminator(slice_len=8192).init(KEY,
                                                       jnp.zeros((1, 100, 1)))

@@ -619,3 +619,72 @@ class ConvTranspose1D(Conv1D):
 
   def _implementations(self):
     return conv_transpose1d, conv_transpose1d_reference
+
+
+def nn_upsample_kernel(kernel, factor):
+  """The transposed-convolution kernel of `NNUpsampleConv1D`.
+
+  Repeating each sample `factor` times is zero insertion followed by a box
+  of `factor` ones, so a correlation after it is a correlation of the
+  zero-inserted signal with the kernel's running sum over `factor` taps:
+  out[t] = sum_{i < factor} kernel[t - i], for t < kernel_size + factor - 1.
+  """
+  size = kernel.shape[0]
+  padded = jnp.pad(kernel, ((factor - 1, factor - 1), (0, 0), (0, 0)))
+  return sum(padded[factor - 1 - i:factor - 1 - i + size + factor - 1]
+             for i in range(factor))
+
+
+def nn_upsample_conv1d_reference(x, kernel, factor):
+  """`jnp.repeat(x, factor)` then a stride-1 'SAME' correlation (lax)."""
+  return conv1d_reference(jnp.repeat(x, factor, axis=1), kernel, 1, "SAME")
+
+
+class NNUpsampleConv1D(nn.Module):
+  """Nearest-neighbour upsampling by `factor`, then a stride-1 'SAME' conv.
+
+  Computed as one transposed convolution (stride `factor`, kernel
+  `nn_upsample_kernel`) on the short input: each output needs
+  ceil((kernel_size + factor - 1) / factor) taps per phase instead of
+  kernel_size at the upsampled rate (7 against 25 for 25 taps and factor
+  4). Params (`kernel` [K, Cin, Cout], `bias`) and output equal those of
+  `Conv1D(features, kernel_size, 1, 'SAME')` on `jnp.repeat(x, factor)`.
+  """
+  features: int
+  kernel_size: int
+  factor: int
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
+  bias_init: Callable = nn.initializers.zeros
+  impl: str = "fast"
+
+  @nn.compact
+  def __call__(self, x):
+    if self.impl == "reference":
+      conv = None
+    else:
+      conv = select(self.impl, conv_transpose1d, conv_transpose1d_reference)
+      if self.impl == "auto":
+        conv = functools.partial(conv, initializing=self.is_initializing())
+    kernel = self.param("kernel", self.kernel_init,
+                        (self.kernel_size, x.shape[-1], self.features))
+    kernel = kernel.astype(x.dtype)
+    if conv is None:
+      y = nn_upsample_conv1d_reference(x, kernel, self.factor)
+    else:
+      merged = nn_upsample_kernel(kernel, self.factor)
+      # SAME's left offset after the repeat, counted on the zero-inserted
+      # signal: (K - 1) // 2 taps plus the box's factor - 1.
+      offset = (self.kernel_size - 1) // 2 + self.factor - 1
+      size = merged.shape[0]
+      if _transpose_padding(size, self.factor, "SAME")[0] == offset:
+        y = conv(x, merged, self.factor, "SAME")
+      else:  # Even kernel sizes: the full output, then SAME's window.
+        start = size - 1 - offset
+        y = conv(x, merged, self.factor, "VALID")[
+            :, start:start + x.shape[1] * self.factor]
+    y = y.astype(x.dtype)
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, (self.features,))
+      y = y + bias.astype(y.dtype)
+    return y

@@ -29,6 +29,8 @@ from wavegan_jax.models import conv
 
 SLICE_LENGTHS = (8192, 16384, 32768, 65536)
 UPSAMPLE_MODES = ("zeros", "nn")
+# How the nn path's stride-1 convolutions extend the signal past its ends.
+EDGE_PADDINGS = ("zeros", "reflect", "edge")
 # Overlap-save DFTs on the wide layers with many windows, Winograd F(2, 7)
 # on the other wide ones, direct on the narrow ones (conv.py); README
 # Performance, section 1, times it beside 'winograd' alone.
@@ -184,7 +186,9 @@ class WaveGANGenerator(nn.Module):
     num_channels: audio channels.
     kernel_len: convolution taps (25).
     upsample: 'zeros' (transposed convolutions) or 'nn' (nearest-neighbour
-      upsampling then a stride-1 convolution; same parameter shapes).
+      upsampling then a stride-1 convolution; same parameter shapes),
+      computed as one transposed convolution on the short input
+      (`conv.NNUpsampleConv1D`; with edge_padding 'zeros').
     use_batchnorm: batch normalisation after the dense and hidden layers.
     post_proc_filter_len: taps of the learned post-processing filter; 0
       disables it (512 is the paper's).
@@ -207,6 +211,12 @@ class WaveGANGenerator(nn.Module):
       a post-filter like dc_block_len: the zero-padded convolutions leave
       a click of nearly the same shape in every clip's last ~25 ms (-32
       dBFS at 8 kHz, run 57) where real clips are silent.
+    edge_padding: with upsample='nn', what the stride-1 convolutions see
+      past the clip's ends: 'zeros' (SAME), 'reflect' (the signal mirrored
+      without repeating the edge sample, as MelGAN's generator pads) or
+      'edge' (the end sample repeated). Zeros make the ends unlike the
+      middle to every layer, the cause of the end click that
+      end_fade_len hides; the others need a retrain.
   """
   dim: int = 64
   slice_len: int = 16384
@@ -220,6 +230,7 @@ class WaveGANGenerator(nn.Module):
   activation: str = "relu"
   dc_block_len: int = 0
   end_fade_len: int = 0
+  edge_padding: str = "zeros"
 
   @nn.compact
   def __call__(self, z, train=False, post_filter=True):
@@ -241,6 +252,13 @@ class WaveGANGenerator(nn.Module):
     if self.upsample not in UPSAMPLE_MODES:
       raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got "
                        f"{self.upsample!r}")
+    if self.edge_padding not in EDGE_PADDINGS:
+      raise ValueError(f"edge_padding must be one of {EDGE_PADDINGS}, got "
+                       f"{self.edge_padding!r}")
+    if self.edge_padding != "zeros" and self.upsample != "nn":
+      raise ValueError(f"edge_padding={self.edge_padding!r} needs "
+                       f"upsample='nn' (the transposed convolutions of "
+                       f"'zeros' have no input padding to choose)")
     activations.check_activation(self.activation,
                                  "WaveGANGenerator: activation")
     check_dc_block_len(self.dc_block_len)
@@ -260,9 +278,18 @@ class WaveGANGenerator(nn.Module):
         x = conv.ConvTranspose1D(features, self.kernel_len, stride, "SAME",
                                  kernel_init=_KERNEL_INIT, impl=self.conv_impl,
                                  name=name)(x)
+      elif self.edge_padding == "zeros":
+        # The repeat and the convolution in one transposed convolution.
+        x = conv.NNUpsampleConv1D(features, self.kernel_len, stride,
+                                  kernel_init=_KERNEL_INIT,
+                                  impl=self.conv_impl, name=name)(x)
       else:
+        # SAME's split for stride 1 over the padded repeat, then VALID.
         x = jnp.repeat(x, stride, axis=1)
-        x = conv.Conv1D(features, self.kernel_len, 1, "SAME",
+        left = (self.kernel_len - 1) // 2
+        x = jnp.pad(x, ((0, 0), (left, self.kernel_len - 1 - left), (0, 0)),
+                    mode=self.edge_padding)
+        x = conv.Conv1D(features, self.kernel_len, 1, "VALID",
                         kernel_init=_KERNEL_INIT, impl=self.conv_impl,
                         name=name)(x)
       if i < len(layers) - 1:
