@@ -16,6 +16,9 @@ The logic lives in wavegan_jax/benchmarking/.
       --profile_stages=generator,visual
   python launch/benchmark.py --dim=4 --batch_size=2 --repeats=1 \
       --stage_config=experiments/av_digits.py:tiny --pipeline_batches=2
+  # The default experiment's WaveGAN shapes (nearest-neighbour upsampling):
+  python launch/benchmark.py --sections=wavegan,generation --dim=16 \
+      --slice_len=8192 --upsample=nn --sample_rate=8000
 """
 
 import json
@@ -79,6 +82,10 @@ _PROFILE_DEPTH = flags.DEFINE_integer(
     "('VisualModel.features/VisualModel._frame_features/conv_layers_1').")
 _PROFILE_TOP = flags.DEFINE_integer("profile_top", 12,
                                     "Model parts listed per profiled stage.")
+_UPSAMPLE = flags.DEFINE_enum(
+    "upsample", "zeros", ["zeros", "nn"],
+    "Sections 1-2's generators: the paper's transposed convolutions, or "
+    "the default experiment's repeat and stride-1 convolution.")
 _OUTPUT = flags.DEFINE_string("output", None, "Write the results as JSON.")
 
 
@@ -100,7 +107,8 @@ def run(argv):
         conv_impl=_CONV_IMPL.value, compare_impls=_COMPARE_IMPLS.value,
         torch_threads=_TORCH_THREADS.value,
         profile_stages=_PROFILE_STAGES.value,
-        profile_depth=_PROFILE_DEPTH.value, profile_top=_PROFILE_TOP.value)
+        profile_depth=_PROFILE_DEPTH.value, profile_top=_PROFILE_TOP.value,
+        upsample=_UPSAMPLE.value)
   except ValueError as error:
     raise app.UsageError(str(error)) from error
   print(report.format_table(results))

@@ -8,6 +8,8 @@ import sys
 
 from absl import flags
 from absl.testing import flagsaver
+import jax
+import numpy as np
 import pytest
 
 from tests.conftest import load_launch_script
@@ -15,6 +17,7 @@ from wavegan_jax.benchmarking import report
 from wavegan_jax.benchmarking import sections
 from wavegan_jax.benchmarking import throughput
 from wavegan_jax.benchmarking import twins
+from wavegan_jax.models import wavegan
 
 
 def _positive(value):
@@ -28,6 +31,43 @@ def test_analytic_generator_flops_by_hand():
                     + 4096 * 1 * 1)
   assert throughput.generator_flops(1, 16384, 3) == 3 * (
       2 * 100 * 256 + convs)
+
+
+def test_analytic_nn_generator_flops_count_taps_at_the_upsampled_rate():
+  # d=1, 16384, nn: each stride-1 convolution runs at its output length
+  # 64, 256, 1024, 4096, 16384 (the repeat first, as PyTorch runs it).
+  convs = 2 * 25 * (64 * 16 * 8 + 256 * 8 * 4 + 1024 * 4 * 2 + 4096 * 2 * 1
+                    + 16384 * 1 * 1)
+  assert throughput.generator_flops(1, 16384, 3, "nn") == 3 * (
+      2 * 100 * 256 + convs)
+
+
+def test_torch_nn_generator_twin_equals_the_jax_generator():
+  # The nn twin is the default experiment's generator exactly (same
+  # weights, same output); the zero-insertion twin runs the same arithmetic
+  # with PyTorch's own alignment of the transposed convolution's window.
+  upsample = "nn"
+  torch = twins._torch()
+  generator = wavegan.WaveGANGenerator(dim=2, slice_len=8192,
+                                       upsample=upsample)
+  z = np.random.default_rng(0).uniform(-1, 1, (2, 100)).astype(np.float32)
+  params = generator.init(jax.random.key(0), z)["params"]
+  twin = twins._torch_models()[0](2, 8192, upsample)
+  with torch.no_grad():
+    twin.z_project.weight.copy_(torch.from_numpy(
+        np.asarray(params["z_project"]["kernel"]).T.copy()))
+    twin.z_project.bias.copy_(torch.from_numpy(
+        np.array(params["z_project"]["bias"])))
+    for i, layer in enumerate(twin.upconvs):
+      kernel = np.asarray(params[f"upconv_{i}"]["kernel"])  # [K, Cin, Cout]
+      # Conv1d's weight is [Cout, Cin, K], a correlation as lax's.
+      layer.weight.copy_(torch.from_numpy(kernel.transpose(2, 1, 0).copy()))
+      layer.bias.copy_(torch.from_numpy(
+          np.array(params[f"upconv_{i}"]["bias"])))
+    by_torch = twin(torch.from_numpy(z)).numpy()[:, 0]
+  by_jax = np.asarray(generator.apply({"params": params}, z))[..., 0]
+  assert by_torch.shape == by_jax.shape == (2, 8192)
+  np.testing.assert_allclose(by_torch, by_jax, atol=1e-5)
 
 
 def test_analytic_discriminator_flops_by_hand():
@@ -94,6 +134,12 @@ def test_unknown_section_is_named():
                      stage_config=None, stage_repeats=1,
                      wavegan_config=None, manual_dir=None, data_dir=None,
                      pipeline_batches=1)
+
+
+def test_unknown_upsampling_is_named():
+  with pytest.raises(ValueError, match="upsample must be one of"):
+    twins.wavegan_side_by_side(dim=2, slice_len=8192, batch_size=2,
+                               repeats=1, upsample="linear")
 
 
 def test_unknown_convolution_implementation_is_named():
@@ -234,9 +280,15 @@ def test_side_by_side_runs_float32_and_bfloat16_pairs(monkeypatch):
   monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
   monkeypatch.setattr(twins, "compute_dtypes",
                       lambda device: ("float32", "bfloat16"))
+  # The default experiment's nn generators (tiny_benchmark: the paper's).
   results, runner = twins.wavegan_side_by_side(
-      dim=2, slice_len=8192, batch_size=2, repeats=1, conv_impl="fast")
+      dim=2, slice_len=8192, batch_size=2, repeats=1, conv_impl="fast",
+      upsample="nn")
   assert runner.name == "jax_fast"
+  assert results["config"]["upsample"] == "nn"
+  roof = throughput.roofline(results, peak_gflops=1.0)
+  assert roof["generate"]["flops"] == throughput.generator_flops(
+      2, 8192, 2, "nn")
   assert set(results["medians"]) == {"jax_fast", "jax_fast_bf16", "torch",
                                      "torch_bf16"}
   assert results["config"]["torch_device_type"] == "cpu"
@@ -253,4 +305,5 @@ def test_side_by_side_runs_float32_and_bfloat16_pairs(monkeypatch):
       {**results, "generate_peak_fraction": None,
        "pipeline_over_consumption_min": None})
   assert "devices: JAX cpu (cpu), PyTorch " in table
+  assert "model: d=2, 8192 samples, batch 2, upsample nn" in table
   assert "torch / jax bf16" in table

@@ -46,6 +46,10 @@ def format_table(results):
   if "medians" in results:
     lines += ["== 1. WaveGAN, JAX vs PyTorch (median seconds) =="]
     config = results.get("config", {})
+    if "dim" in config:
+      lines.append(f"model: d={config['dim']}, {config['slice_len']} "
+                   f"samples, batch {config['batch_size']}, upsample "
+                   f"{config.get('upsample', 'zeros')}")
     if "torch_device" in config:
       lines.append(f"devices: JAX {config['jax_device']} "
                    f"({config['jax_backend']}), PyTorch "

@@ -49,7 +49,7 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
             manual_dir, data_dir, pipeline_batches,
             conv_impl=wavegan.DEFAULT_CONV_IMPL, compare_impls=(),
             torch_threads=2, profile_stages=("generator",), profile_depth=3,
-            profile_top=12):
+            profile_top=12, upsample="zeros"):
   """Runs the chosen sections in order in this process.
 
   Args:
@@ -65,6 +65,7 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
     conv_impl: the JAX convolutions of sections 1 and 2 (conv.py).
     compare_impls: section 1 also times these JAX convolutions.
     torch_threads: PyTorch intra-op threads.
+    upsample: the generators' upsampling in sections 1 and 2.
     profile_stages: the AV-digits stages section 5 profiles.
     profile_depth: source-path components that name a model part.
     profile_top: parts listed per stage (the rest summed).
@@ -90,12 +91,14 @@ def run_all(sections, *, dim, slice_len, batch_size, repeats, sample_rate,
   if "wavegan" in sections:
     wavegan_results, runner = twins.wavegan_side_by_side(
         dim, slice_len, batch_size, repeats, conv_impl, compare_impls,
-        torch_threads)
+        torch_threads, upsample)
     results.update(wavegan_results)
   if "generation" in sections:
-    runner = runner or twins.JaxWaveGAN(dim, slice_len, batch_size, conv_impl)
+    runner = runner or twins.JaxWaveGAN(dim, slice_len, batch_size, conv_impl,
+                                        upsample=upsample)
     results["generation"] = throughput.generation(
-        runner, dim, slice_len, batch_size, sample_rate, repeats, matmul_size)
+        runner, dim, slice_len, batch_size, sample_rate, repeats, matmul_size,
+        upsample)
     results["generate_peak_fraction"] = results["generation"][
         "generate_peak_fraction"]
     if wavegan_results:

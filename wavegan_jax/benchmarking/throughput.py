@@ -31,17 +31,20 @@ def matmul_peak_gflops(size, repeats):
   return 2.0 * size ** 3 / seconds / 1e9
 
 
-def generator_flops(dim, slice_len, batch_size):
+def generator_flops(dim, slice_len, batch_size, upsample="zeros"):
   """Analytic FLOPs of one WaveGAN generator call (multiply-add = 2).
 
   The dense projection and each transposed convolution (every input sample
-  meets all kernel taps: 2 * length_in * kernel * C_in * C_out); activations
-  and bias adds are left out.
+  meets all kernel taps: 2 * length_in * kernel * C_in * C_out), or with
+  upsample='nn' each stride-1 convolution after the repeat, as PyTorch
+  runs it (every upsampled sample meets all taps: stride times as many);
+  activations and bias adds are left out.
   """
   length, channels, layers = wavegan.generator_layout(slice_len, dim, 1)
   flops = 2 * LATENT_DIM * length * channels
   for features, stride in layers:
-    flops += 2 * length * KERNEL_LEN * channels * features
+    taps_at = length * stride if upsample == "nn" else length
+    flops += 2 * taps_at * KERNEL_LEN * channels * features
     length, channels = length * stride, features
   return float(batch_size * flops)
 
@@ -81,7 +84,8 @@ def roofline(wavegan_results, peak_gflops):
   """
   config = wavegan_results["config"]
   shape = (config["dim"], config["slice_len"], config["batch_size"])
-  g, d = generator_flops(*shape), discriminator_flops(*shape)
+  g = generator_flops(*shape, config.get("upsample", "zeros"))
+  d = discriminator_flops(*shape)
   flops = {"generate": g, "g_step": 3 * g + 2 * d}
   medians = wavegan_results["medians"]
   out = {}
@@ -107,7 +111,7 @@ def _xla_flops(compiled):
 
 
 def generation(runner, dim, slice_len, batch_size, sample_rate, repeats,
-               matmul_size):
+               matmul_size, upsample="zeros"):
   """Section 2: generation throughput against the matrix-product peak.
 
   Args:
@@ -118,6 +122,7 @@ def generation(runner, dim, slice_len, batch_size, sample_rate, repeats,
     sample_rate: Hz, for the real-time factor.
     repeats: timed calls (also for the matmul peak).
     matmul_size: n of the n x n x n peak matrix product.
+    upsample: the runner's generator upsampling (the analytic count).
 
   Returns:
     A dict: seconds (median per batch), clips_per_s, real_time_factor
@@ -129,7 +134,7 @@ def generation(runner, dim, slice_len, batch_size, sample_rate, repeats,
   runner.run("generate")  # Warm-up.
   seconds = _median_seconds(lambda: runner.run("generate"), repeats)
   peak = matmul_peak_gflops(matmul_size, repeats)
-  flops = generator_flops(dim, slice_len, batch_size)
+  flops = generator_flops(dim, slice_len, batch_size, upsample)
   xla_flops = _xla_flops(runner.compiled["generate"])
   gflops = flops / seconds / 1e9
   return {

@@ -40,11 +40,11 @@ class JaxWaveGAN:
   """Compiled JAX workloads; each call blocks until its result is ready."""
 
   def __init__(self, dim, slice_len, batch_size, conv_impl, seed=0,
-               compute_dtype="float32"):
+               compute_dtype="float32", upsample="zeros"):
     self.name = f"jax_{conv_impl}" + _DTYPE_SUFFIX[compute_dtype]
     generator = wavegan.WaveGANGenerator(
         dim=dim, slice_len=slice_len, conv_impl=conv_impl,
-        compute_dtype=compute_dtype)
+        compute_dtype=compute_dtype, upsample=upsample)
     discriminator = wavegan.WaveGANDiscriminator(
         dim=dim, slice_len=slice_len, conv_impl=conv_impl,
         compute_dtype=compute_dtype)
@@ -165,27 +165,40 @@ def _torch_models():
   F = torch.nn.functional  # pylint: disable=invalid-name
 
   class TorchGenerator(torch.nn.Module):
-    """WaveGAN generator in PyTorch, [B, 100] -> [B, 1, slice_len]."""
+    """WaveGAN generator in PyTorch, [B, 100] -> [B, 1, slice_len].
 
-    def __init__(self, dim, slice_len):
+    upsample 'zeros': transposed convolutions; 'nn': each sample repeated
+    `stride` times, then a stride-1 convolution ('SAME' padding).
+    """
+
+    def __init__(self, dim, slice_len, upsample="zeros"):
       super().__init__()
       self.length, channels, layers = wavegan.generator_layout(
           slice_len, dim, 1)
+      self.strides = [stride for _, stride in layers]
+      self.upsample = upsample
       self.z_project = torch.nn.Linear(LATENT_DIM, self.length * channels)
       convs = []
       for features, stride in layers:
-        # Output length exactly length * stride, as 'SAME'.
-        extra = (KERNEL_LEN - stride) % 2
-        convs.append(torch.nn.ConvTranspose1d(
-            channels, features, KERNEL_LEN, stride,
-            padding=(KERNEL_LEN - stride + extra) // 2, output_padding=extra))
+        if upsample == "nn":
+          convs.append(torch.nn.Conv1d(channels, features, KERNEL_LEN,
+                                       padding="same"))
+        else:
+          # Output length exactly length * stride, as 'SAME'.
+          extra = (KERNEL_LEN - stride) % 2
+          convs.append(torch.nn.ConvTranspose1d(
+              channels, features, KERNEL_LEN, stride,
+              padding=(KERNEL_LEN - stride + extra) // 2,
+              output_padding=extra))
         channels = features
       self.upconvs = torch.nn.ModuleList(convs)
 
     def forward(self, z):
       x = self.z_project(z).reshape(z.shape[0], self.length, -1)
       x = F.relu(x.transpose(1, 2))
-      for i, upconv in enumerate(self.upconvs):
+      for i, (upconv, stride) in enumerate(zip(self.upconvs, self.strides)):
+        if self.upsample == "nn":
+          x = torch.repeat_interleave(x, stride, dim=-1)
         x = upconv(x)
         x = torch.tanh(x) if i == len(self.upconvs) - 1 else F.relu(x)
       return x
@@ -225,7 +238,7 @@ class TorchWaveGAN:
   'cuda'), in `compute_dtype` (bfloat16 by autocast; params float32)."""
 
   def __init__(self, dim, slice_len, batch_size, seed=0, device="cpu",
-               compute_dtype="float32"):
+               compute_dtype="float32", upsample="zeros"):
     self.name = "torch" + _DTYPE_SUFFIX[compute_dtype]
     torch = self._torch = _torch()
     torch.manual_seed(seed)
@@ -234,7 +247,7 @@ class TorchWaveGAN:
         device_type=device, dtype=torch.bfloat16,
         enabled=compute_dtype == "bfloat16")
     generator_class, discriminator_class = _torch_models()
-    self.generator = generator_class(dim, slice_len).to(device)
+    self.generator = generator_class(dim, slice_len, upsample).to(device)
     self.discriminator = discriminator_class(dim, slice_len).to(device)
     count = lambda m: sum(p.numel() for p in m.parameters())
     self.param_counts = (count(self.generator), count(self.discriminator))
@@ -301,7 +314,7 @@ def round_ratios(torch_times, jax_times):
 
 def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
                          conv_impl=wavegan.DEFAULT_CONV_IMPL,
-                         compare_impls=(), torch_threads=2):
+                         compare_impls=(), torch_threads=2, upsample="zeros"):
   """Section 1: WaveGAN in JAX and PyTorch, warmed up, timed alternately.
 
   Args:
@@ -312,6 +325,9 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
     conv_impl: the JAX convolutions compared with PyTorch (conv.py).
     compare_impls: other JAX convolutions timed beside it, e.g. ('fast',).
     torch_threads: PyTorch intra-op threads.
+    upsample: the generators' upsampling, 'zeros' (the paper's transposed
+      convolutions) or 'nn' (a repeat, then a stride-1 convolution; the
+      default experiment's).
 
   On a GPU (PyTorch's device, `torch_device`) each side also runs in
   bfloat16 (runners 'jax_<conv_impl>_bf16', 'torch_bf16').
@@ -328,6 +344,9 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
     ratio_<workload>_bf16 = torch_bf16 median / jax_<conv_impl>_bf16
     median; jax_runner is the float32 conv_impl runner.
   """
+  if upsample not in wavegan.UPSAMPLE_MODES:
+    raise ValueError(f"upsample must be one of {wavegan.UPSAMPLE_MODES}, "
+                     f"got {upsample!r}")
   impls = [conv_impl] + [i for i in compare_impls if i != conv_impl]
   for impl in impls:
     if impl not in conv.IMPLEMENTATIONS:
@@ -343,13 +362,14 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
   runners = []
   for impl in impls:
     logging.info("Compiling JAX (%s convolutions).", impl)
-    runners.append(JaxWaveGAN(dim, slice_len, batch_size, impl))
+    runners.append(JaxWaveGAN(dim, slice_len, batch_size, impl,
+                              upsample=upsample))
   for dtype in dtypes[1:]:
     runners.append(JaxWaveGAN(dim, slice_len, batch_size, conv_impl,
-                              compute_dtype=dtype))
+                              compute_dtype=dtype, upsample=upsample))
   for dtype in dtypes:
     runners.append(TorchWaveGAN(dim, slice_len, batch_size, device=device,
-                                compute_dtype=dtype))
+                                compute_dtype=dtype, upsample=upsample))
   logging.info("Timing %s, %d repeats.", [r.name for r in runners], repeats)
   times = {r.name: {w: [] for w in WORKLOADS} for r in runners}
   for runner in runners:  # Warm-up, excluded from the times.
@@ -366,6 +386,7 @@ def wavegan_side_by_side(dim, slice_len, batch_size, repeats,
   primary = runners[0].name
   results = {
       "config": {"dim": dim, "slice_len": slice_len, "batch_size": batch_size,
+                 "upsample": upsample,
                  "repeats": repeats, "torch_threads": torch_threads,
                  "jax_backend": jax.default_backend(),
                  "torch_version": torch.__version__,
