@@ -767,9 +767,12 @@ def test_spectral_critic_adds_its_terms_to_the_generator_then_trains():
   d_grad = jax.grad(lambda p: losses.discriminator_loss(
       "lsgan", module.apply({"params": p}, real),
       module.apply({"params": p}, fake)))(s_params)
+  # The step's clips come from the jitted generator, these from an eager
+  # call: their rounding differs (~5e-6 in this gradient on an AVX2 host,
+  # where the gradient's entries are ~1e-3).
   for a, b, g in zip(jax.tree.leaves(got["params"]["spectral_discriminator"]),
                      jax.tree.leaves(s_params), jax.tree.leaves(d_grad)):
-    np.testing.assert_allclose(a - b, -g, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a - b, -g, rtol=1e-3, atol=2e-5)
   assert float(metrics["spectral_d_loss"]) > 0
 
 
