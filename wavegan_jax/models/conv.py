@@ -597,11 +597,16 @@ class Conv1D(nn.Module):
     """(fast, reference) functions of this layer."""
     return conv1d, conv1d_reference
 
-  @nn.compact
-  def __call__(self, x):
+  def _conv(self):
+    """This layer's function (x, kernel, stride, padding) under `impl`."""
     conv = select(self.impl, *self._implementations())
     if self.impl == "auto":
       conv = functools.partial(conv, initializing=self.is_initializing())
+    return conv
+
+  @nn.compact
+  def __call__(self, x):
+    conv = self._conv()
     kernel = self.param("kernel", self.kernel_init,
                         (self.kernel_size, x.shape[-1], self.features))
     # Params stay float32; x's dtype (e.g. bfloat16) is the computation's.
@@ -640,51 +645,37 @@ def nn_upsample_conv1d_reference(x, kernel, factor):
   return conv1d_reference(jnp.repeat(x, factor, axis=1), kernel, 1, "SAME")
 
 
-class NNUpsampleConv1D(nn.Module):
-  """Nearest-neighbour upsampling by `factor`, then a stride-1 'SAME' conv.
+class NNUpsampleConv1D(ConvTranspose1D):
+  """Nearest-neighbour upsampling by `stride`, then a stride-1 'SAME' conv.
 
-  Computed as one transposed convolution (stride `factor`, kernel
+  Computed as one transposed convolution (stride `stride`, kernel
   `nn_upsample_kernel`) on the short input: each output needs
-  ceil((kernel_size + factor - 1) / factor) taps per phase instead of
-  kernel_size at the upsampled rate (7 against 25 for 25 taps and factor
+  ceil((kernel_size + stride - 1) / stride) taps per phase instead of
+  kernel_size at the upsampled rate (7 against 25 for 25 taps and stride
   4). Params (`kernel` [K, Cin, Cout], `bias`) and output equal those of
-  `Conv1D(features, kernel_size, 1, 'SAME')` on `jnp.repeat(x, factor)`.
+  `Conv1D(features, kernel_size, 1, 'SAME')` on `jnp.repeat(x, stride)`;
+  `padding` must stay 'SAME'.
   """
-  features: int
-  kernel_size: int
-  factor: int
-  use_bias: bool = True
-  kernel_init: Callable = nn.initializers.lecun_normal()
-  bias_init: Callable = nn.initializers.zeros
-  impl: str = "fast"
 
-  @nn.compact
-  def __call__(self, x):
+  def _conv(self):
     if self.impl == "reference":
-      conv = None
-    else:
-      conv = select(self.impl, conv_transpose1d, conv_transpose1d_reference)
-      if self.impl == "auto":
-        conv = functools.partial(conv, initializing=self.is_initializing())
-    kernel = self.param("kernel", self.kernel_init,
-                        (self.kernel_size, x.shape[-1], self.features))
-    kernel = kernel.astype(x.dtype)
-    if conv is None:
-      y = nn_upsample_conv1d_reference(x, kernel, self.factor)
-    else:
-      merged = nn_upsample_kernel(kernel, self.factor)
-      # SAME's left offset after the repeat, counted on the zero-inserted
-      # signal: (K - 1) // 2 taps plus the box's factor - 1.
-      offset = (self.kernel_size - 1) // 2 + self.factor - 1
+      return lambda x, kernel, factor, _: nn_upsample_conv1d_reference(
+          x, kernel, factor)
+    transpose = super()._conv()
+    # SAME's left offset after the repeat, counted on the zero-inserted
+    # signal: (K - 1) // 2 taps plus the box's factor - 1.
+    offset = (self.kernel_size - 1) // 2 + self.stride - 1
+
+    def conv(x, kernel, factor, padding):
+      if padding != "SAME":
+        raise ValueError(f"NNUpsampleConv1D: padding must be 'SAME', got "
+                         f"{padding!r}")
+      merged = nn_upsample_kernel(kernel, factor)
       size = merged.shape[0]
-      if _transpose_padding(size, self.factor, "SAME")[0] == offset:
-        y = conv(x, merged, self.factor, "SAME")
-      else:  # Even kernel sizes: the full output, then SAME's window.
-        start = size - 1 - offset
-        y = conv(x, merged, self.factor, "VALID")[
-            :, start:start + x.shape[1] * self.factor]
-    y = y.astype(x.dtype)
-    if self.use_bias:
-      bias = self.param("bias", self.bias_init, (self.features,))
-      y = y + bias.astype(y.dtype)
-    return y
+      if _transpose_padding(size, factor, "SAME")[0] == offset:
+        return transpose(x, merged, factor, "SAME")
+      # Even kernel sizes: the full output, then SAME's window.
+      start = size - 1 - offset
+      return transpose(x, merged, factor, "VALID")[
+          :, start:start + x.shape[1] * factor]
+    return conv
