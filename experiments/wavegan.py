@@ -149,8 +149,9 @@ def get_config(arg=None):
     config.train.schedule = "constant"
     config.train.decay_start = 0
   elif variant == "tiny":
-    # 5 critic updates per step, as the paper: the tests cover that path.
-    config.wavegan.adversarial.d_steps = 5
+    # Two critic updates per step: the tests cover the paper's path of
+    # several (5 there) at 0.35x the compile time of five (28 -> 10 s).
+    config.wavegan.adversarial.d_steps = 2
     config.train.batch_size = 2
     config.train.num_steps = 4
     config.train.decay_start = 2

@@ -232,8 +232,8 @@ def test_tiny_benchmark_every_section(tmp_path, manual_dir,
     assert stream["ratio"] == pytest.approx(
         stream["pipeline_examples_per_s"] / stream["consumed_examples_per_s"])
   assert streams["wavegan"]["dataset"] == "audio_folder"
-  # wavegan.py:tiny: 5 critic updates of 2 examples per step.
-  assert streams["wavegan"]["batch_size"] == 10
+  # wavegan.py:tiny: 2 critic updates of 2 examples per step.
+  assert streams["wavegan"]["batch_size"] == 4
   assert streams["visual"]["consumed_examples_per_s"] == (
       results["stages"]["visual"]["examples_per_s"])
   assert results["pipeline_over_consumption_min"] == min(
