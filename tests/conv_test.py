@@ -429,3 +429,13 @@ def test_nn_upsample_conv_equals_repeat_then_same_conv(case, impl):
   for got, want in zip(value_and_grads(fast), value_and_grads(by_repeat)):
     assert got.shape == want.shape
     assert _relative_error(got, want) < 2e-5
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_nn_upsample_conv_names_a_padding_other_than_same(impl):
+  x = np.zeros((1, 8, 2), np.float32)
+  module = conv.NNUpsampleConv1D(3, 5, 2, "VALID", impl=impl)
+  with pytest.raises(ValueError,
+                     match="NNUpsampleConv1D: padding must be 'SAME', got "
+                           "'VALID'"):
+    module.init(jax.random.key(0), x)

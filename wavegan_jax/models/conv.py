@@ -658,10 +658,7 @@ class NNUpsampleConv1D(ConvTranspose1D):
   """
 
   def _conv(self):
-    if self.impl == "reference":
-      return lambda x, kernel, factor, _: nn_upsample_conv1d_reference(
-          x, kernel, factor)
-    transpose = super()._conv()
+    transpose = None if self.impl == "reference" else super()._conv()
     # SAME's left offset after the repeat, counted on the zero-inserted
     # signal: (K - 1) // 2 taps plus the box's factor - 1.
     offset = (self.kernel_size - 1) // 2 + self.stride - 1
@@ -670,6 +667,8 @@ class NNUpsampleConv1D(ConvTranspose1D):
       if padding != "SAME":
         raise ValueError(f"NNUpsampleConv1D: padding must be 'SAME', got "
                          f"{padding!r}")
+      if transpose is None:
+        return nn_upsample_conv1d_reference(x, kernel, factor)
       merged = nn_upsample_kernel(kernel, factor)
       size = merged.shape[0]
       if _transpose_padding(size, factor, "SAME")[0] == offset:
